@@ -278,12 +278,16 @@ def main(argv=None) -> int:
 
     mce._train_step = recorded_step
 
+    load_start = os.getloadavg()
     t_setup_end = time.perf_counter()
+    cpu_start = time.process_time()
     state["t0"] = t_setup_end
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", category=UserWarning)
         mce.train(max_iter=args.max_iter)
     t_end = time.perf_counter()
+    cpu_train = time.process_time() - cpu_start
+    load_end = os.getloadavg()
     wall = t_end - t_setup_end - state["excluded"]
 
     iters = state["it"]
@@ -295,6 +299,10 @@ def main(argv=None) -> int:
         rec["grad_norm"].append(None)
         rec["weight_norm"].append(None)
     final_r = state_reward()
+    lin = [m for m in reward_net.modules() if isinstance(m, th.nn.Linear)]
+    assert len(lin) == 1, "expected a single linear layer"
+    final_weights = lin[0].weight.detach().double().reshape(-1).tolist()
+    final_bias = float(lin[0].bias.detach().double().item())
     last_lin, last_grad = rec["linf_delta"][-1], rec["grad_norm"][-1]
     if iters < args.max_iter:
         stop = "converged"
@@ -308,6 +316,10 @@ def main(argv=None) -> int:
         "(occupancy + Adam step), excluding the time spent on recording; wall_time_s also "
         "includes the final policy computation inside train().")
     notes.append(
+        "train_cpu_time_s is this process's CPU time during train() (includes the small "
+        "recording overhead); wall_time_s well above it means other processes competed "
+        "for the cores (see loadavg_1min_start_end).")
+    notes.append(
         f"reward net: BasicRewardNet(hid_sizes=(), use_action=False) on obs={args.obs} "
         f"-> one Linear layer ({n_params} parameters incl. bias), dtype {args.dtype}; "
         f"Adam lr={args.lr}; discount 1; linf_eps={args.linf_eps}, grad_l2_eps={args.grad_l2_eps}.")
@@ -317,12 +329,16 @@ def main(argv=None) -> int:
         "correlations": rec["correlations"],
         "record_iters": rec["record_iters"],
         "final_state_reward": final_r.tolist(),
+        "final_weights": final_weights,
+        "final_bias": final_bias,
         "final_correlation": pearson(final_r, true_r) if true_r is not None else None,
         "initial_correlation": initial_corr,
         "iterations": iters,
         "converged": stop == "converged",
         "stop_reason": why,
         "wall_time_s": wall,
+        "train_cpu_time_s": cpu_train,
+        "loadavg_1min_start_end": [load_start[0], load_end[0]],
         "setup_time_s": t_setup_end - _T_START,
         "import_time_s": _T_IMPORTED - _T_START,
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
