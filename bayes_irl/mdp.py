@@ -1,0 +1,346 @@
+"""Finite-horizon tabular Markov decision processes: the base measure of the maxent model.
+
+A :class:`TabularMDP` fixes everything about the trajectory distribution except the reward:
+
+    b(x) = p0(s_0) * prod_{t=0}^{T-1} beta(a_t | s_t) p(s_{t+1} | s_t, a_t)
+
+for a trajectory x = (s_0, a_0, s_1, ..., a_{T-1}, s_T) with T = ``horizon`` actions. The
+action base measure beta is the counting measure (``action_log_base = 0``) for an MDP in
+the sense of Ziebart et al. (2008), or a reference policy pi_ref for the sequence / RLHF
+case, where the maxent distribution P(x) ∝ b(x) exp R(x) is the KL-regularised optimum.
+
+Transitions are stored sparsely: for each (s, a) a fixed fan-out F of successor indices
+``successors[s, a, f]`` with probabilities ``successor_probs[s, a, f]`` (zero-probability
+padding allowed), so the exact recursion costs O(S·A·F·T) rather than O(S²·A·T). A dense
+tensor ``P[s, a, s']`` is accepted as input and converted.
+
+Time-indexing convention (used by every reward model and normaliser): the step reward
+r(s_t, a_t) is earned at t = 0..T-1; the final state s_T earns nothing. State features
+(S, K) give r(s, a) = theta . phi(s) for every action a.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+__all__ = ["TabularMDP"]
+
+_ROW_SUM_ATOL = 1e-6
+
+
+def _as_tensor(value, *, name: str, dtype, device) -> torch.Tensor:
+    try:
+        tensor = torch.as_tensor(np.asarray(value) if not torch.is_tensor(value) else value)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"{name} must be array-like; got {type(value).__name__}") from err
+    return tensor.to(device=device, dtype=dtype)
+
+
+def _check_finite(tensor: torch.Tensor, name: str) -> None:
+    if not torch.isfinite(tensor).all():
+        bad = (~torch.isfinite(tensor)).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} must be finite; found {tensor[tuple(bad)].item()} at index {tuple(bad)}"
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TabularMDP:
+    """A finite-horizon tabular MDP with sparse transitions and reward features.
+
+    Build it with :meth:`from_dense` or :meth:`from_sparse` (both validate every argument);
+    the dataclass fields are the validated, canonical tensors.
+
+    Attributes:
+        successors: ``successors[s, a, f]``, int64 of shape (S, A, F): successor states.
+        successor_log_probs: ``log p(successors[s, a, f] | s, a)``, shape (S, A, F);
+            ``-inf`` marks padding.
+        initial: ``p0[s]``, shape (S,), sums to one.
+        features: ``phi[s, a, k]``, shape (S, A, K) (state features are broadcast over a).
+        horizon: number of actions T per trajectory; states are indexed 0..T.
+        action_log_base: ``log beta(a | s)``, shape (S, A): the action base measure (zeros
+            for the counting measure of an ordinary MDP, ``log pi_ref`` for RLHF).
+        state_features: True when the features were given per state, shape (S, K).
+        feature_names: K names used as coordinates in ArviZ output.
+    """
+
+    successors: torch.Tensor
+    successor_log_probs: torch.Tensor
+    initial: torch.Tensor
+    features: torch.Tensor
+    horizon: int
+    action_log_base: torch.Tensor
+    state_features: bool
+    feature_names: tuple[str, ...]
+
+    # ------------------------------------------------------------------ constructors
+    @classmethod
+    def from_dense(
+        cls,
+        *,
+        transitions,
+        initial,
+        features,
+        horizon: int,
+        action_log_base=None,
+        feature_names: list[str] | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device | None = None,
+    ) -> TabularMDP:
+        """Build an MDP from a dense transition tensor.
+
+        Args:
+            transitions: ``P[s, a, s']``, shape (S, A, S); non-negative rows summing to 1.
+            initial: ``p0[s]``, shape (S,).
+            features: shape (S, K) for state features or (S, A, K) for state-action ones.
+            horizon: number of actions T >= 1.
+            action_log_base: optional ``log beta(a | s)``, shape (S, A).
+            feature_names: optional K names.
+            dtype: floating dtype of every tensor (float64 by default: the exact
+                recursion is the reference the approximations are tested against).
+            device: torch device of every tensor.
+
+        Returns:
+            The validated MDP, with transitions stored at fan-out F = the largest number of
+            non-zero successors of any (s, a).
+
+        Raises:
+            ValueError: naming the offending argument and what was expected.
+        """
+        p = _as_tensor(transitions, name="transitions", dtype=dtype, device=device)
+        if p.dim() != 3 or p.shape[0] != p.shape[2]:
+            raise ValueError(
+                f"transitions must have shape (S, A, S); got {tuple(p.shape)}"
+            )
+        _check_finite(p, "transitions")
+        if (p < 0).any():
+            s, a, s2 = (p < 0).nonzero()[0].tolist()
+            raise ValueError(
+                f"transitions must be non-negative; P[{s}, {a}, {s2}] = {p[s, a, s2].item():.4g}"
+            )
+        fan_out = max(int((p > 0).sum(-1).max().item()), 1)
+        probs, successors = torch.topk(p, fan_out, dim=-1)
+        return cls.from_sparse(
+            successors=successors,
+            successor_probs=probs,
+            initial=initial,
+            features=features,
+            horizon=horizon,
+            action_log_base=action_log_base,
+            feature_names=feature_names,
+            dtype=dtype,
+            device=device,
+        )
+
+    @classmethod
+    def from_sparse(
+        cls,
+        *,
+        successors,
+        successor_probs,
+        initial,
+        features,
+        horizon: int,
+        action_log_base=None,
+        feature_names: list[str] | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device | None = None,
+    ) -> TabularMDP:
+        """Build an MDP from fixed fan-out successor lists.
+
+        Args:
+            successors: int array of shape (S, A, F); entries in [0, S).
+            successor_probs: float array of shape (S, A, F); non-negative, summing to 1
+                over f for every (s, a). Zero entries are padding.
+            initial: ``p0[s]``, shape (S,).
+            features: shape (S, K) or (S, A, K).
+            horizon: number of actions T >= 1.
+            action_log_base: optional ``log beta(a | s)``, shape (S, A).
+            feature_names: optional K names.
+            dtype: floating dtype.
+            device: torch device.
+
+        Returns:
+            The validated MDP.
+
+        Raises:
+            ValueError: naming the offending argument and what was expected.
+        """
+        succ = _as_tensor(successors, name="successors", dtype=torch.int64, device=device)
+        if succ.dim() != 3:
+            raise ValueError(f"successors must have shape (S, A, F); got {tuple(succ.shape)}")
+        num_states, num_actions, _ = succ.shape
+        if num_states == 0 or num_actions == 0:
+            raise ValueError(f"successors must have S >= 1 and A >= 1; got {tuple(succ.shape)}")
+        probs = _as_tensor(successor_probs, name="successor_probs", dtype=dtype, device=device)
+        if probs.shape != succ.shape:
+            raise ValueError(
+                f"successor_probs must have the shape of successors {tuple(succ.shape)}; "
+                f"got {tuple(probs.shape)}"
+            )
+        _check_finite(probs, "successor_probs")
+        if (succ < 0).any() or (succ >= num_states).any():
+            bad = ((succ < 0) | (succ >= num_states)).nonzero()[0].tolist()
+            raise ValueError(
+                f"successors must lie in [0, {num_states}); successors[{bad[0]}, {bad[1]}, "
+                f"{bad[2]}] = {succ[tuple(bad)].item()}"
+            )
+        if (probs < 0).any():
+            bad = (probs < 0).nonzero()[0].tolist()
+            raise ValueError(
+                f"transition probabilities must be non-negative; (s={bad[0]}, a={bad[1]}) "
+                f"has {probs[tuple(bad)].item():.4g}"
+            )
+        row_sums = probs.sum(-1)
+        off = (row_sums - 1).abs() > _ROW_SUM_ATOL
+        if off.any():
+            s, a = off.nonzero()[0].tolist()
+            raise ValueError(
+                f"transition rows must sum to 1; row (s={s}, a={a}) sums to "
+                f"{row_sums[s, a].item():.6f}. Normalise P[s, a, :] before building the MDP."
+            )
+        log_probs = torch.where(probs > 0, probs.log(), torch.full_like(probs, -torch.inf))
+
+        init = _as_tensor(initial, name="initial", dtype=dtype, device=device)
+        if init.shape != (num_states,):
+            raise ValueError(f"initial must have shape ({num_states},); got {tuple(init.shape)}")
+        _check_finite(init, "initial")
+        if (init < 0).any() or abs(init.sum().item() - 1) > _ROW_SUM_ATOL:
+            raise ValueError(
+                f"initial must be a probability vector (non-negative, sums to 1); "
+                f"sums to {init.sum().item():.6f} with min {init.min().item():.4g}"
+            )
+
+        feats = _as_tensor(features, name="features", dtype=dtype, device=device)
+        state_features = feats.dim() == 2
+        if state_features and feats.shape[0] == num_states:
+            feats = feats.unsqueeze(1).expand(num_states, num_actions, feats.shape[1])
+        elif not (feats.dim() == 3 and feats.shape[:2] == (num_states, num_actions)):
+            raise ValueError(
+                f"features must have shape ({num_states}, K) or ({num_states}, {num_actions}, K); "
+                f"got {tuple(feats.shape)}"
+            )
+        if feats.shape[-1] == 0:
+            raise ValueError("features must have at least one column (K >= 1)")
+        _check_finite(feats, "features")
+
+        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
+            if not (torch.is_tensor(horizon) and horizon.numel() == 1):
+                raise ValueError(f"horizon must be an int >= 1; got {horizon!r}")
+        horizon = int(horizon)
+        if horizon < 1:
+            raise ValueError(f"horizon must be an int >= 1; got {horizon}")
+
+        if action_log_base is None:
+            base = torch.zeros(num_states, num_actions, dtype=dtype, device=device)
+        else:
+            base = _as_tensor(action_log_base, name="action_log_base", dtype=dtype, device=device)
+            if base.shape != (num_states, num_actions):
+                raise ValueError(
+                    f"action_log_base must have shape ({num_states}, {num_actions}); "
+                    f"got {tuple(base.shape)}"
+                )
+            if torch.isnan(base).any() or (base == torch.inf).any():
+                raise ValueError("action_log_base must not contain NaN or +inf")
+
+        num_features = feats.shape[-1]
+        if feature_names is None:
+            names = tuple(f"feature_{k}" for k in range(num_features))
+        else:
+            names = tuple(str(n) for n in feature_names)
+            if len(names) != num_features or len(set(names)) != num_features:
+                raise ValueError(
+                    f"feature_names must be {num_features} distinct names; got {list(names)}"
+                )
+        return cls(
+            successors=succ,
+            successor_log_probs=log_probs,
+            initial=init,
+            features=feats,
+            horizon=horizon,
+            action_log_base=base,
+            state_features=state_features,
+            feature_names=names,
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def num_states(self) -> int:
+        """Number of states S."""
+        return self.successors.shape[0]
+
+    @property
+    def num_actions(self) -> int:
+        """Number of actions A."""
+        return self.successors.shape[1]
+
+    @property
+    def fan_out(self) -> int:
+        """Successors stored per (s, a), F."""
+        return self.successors.shape[2]
+
+    @property
+    def num_features(self) -> int:
+        """Number of reward features K."""
+        return self.features.shape[-1]
+
+    @property
+    def dtype(self) -> torch.dtype:
+        """Floating dtype of the MDP's tensors."""
+        return self.features.dtype
+
+    @property
+    def device(self) -> torch.device:
+        """Device of the MDP's tensors."""
+        return self.features.device
+
+    def dense_transitions(self) -> torch.Tensor:
+        """Return the dense transition tensor ``P[s, a, s']`` of shape (S, A, S)."""
+        dense = torch.zeros(
+            self.num_states, self.num_actions, self.num_states, dtype=self.dtype, device=self.device
+        )
+        dense.scatter_add_(-1, self.successors, self.successor_log_probs.exp())
+        return dense
+
+    def transition_log_prob(
+        self, states: torch.Tensor, actions: torch.Tensor, next_states: torch.Tensor
+    ) -> torch.Tensor:
+        """Return ``log p(s' | s, a)`` elementwise (``-inf`` where impossible).
+
+        Args:
+            states, actions, next_states: int tensors of one broadcastable shape.
+
+        Returns:
+            Tensor of the broadcast shape.
+        """
+        succ = self.successors[states, actions]  # (..., F)
+        logp = self.successor_log_probs[states, actions]
+        match = succ == next_states.unsqueeze(-1)
+        return torch.where(match, logp, torch.full_like(logp, -torch.inf)).logsumexp(-1)
+
+    def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
+        """Return a copy with every tensor moved to ``device`` and cast to ``dtype``."""
+        dtype = dtype or self.dtype
+
+        def move(t, floating=True):
+            return t.to(device=device, dtype=dtype if floating else t.dtype)
+
+        return TabularMDP(
+            successors=move(self.successors, floating=False),
+            successor_log_probs=move(self.successor_log_probs),
+            initial=move(self.initial),
+            features=move(self.features),
+            horizon=self.horizon,
+            action_log_base=move(self.action_log_base),
+            state_features=self.state_features,
+            feature_names=self.feature_names,
+        )
+
+    def __repr__(self) -> str:
+        return (
+            f"TabularMDP(S={self.num_states}, A={self.num_actions}, F={self.fan_out}, "
+            f"K={self.num_features}, horizon={self.horizon}, dtype={self.dtype})"
+        )

@@ -1,0 +1,26 @@
+"""Inference for bayes_irl models: normalisers, back-ends, the Posterior and ArviZ output.
+
+Imported as ``bayes_irl.inference`` (the package lives in ``inference/`` at the top of the
+repository and is mapped into the namespace by ``pyproject.toml``).
+"""
+
+from bayes_irl.inference.exact import ExactNormalizer, sample_maxent_trajectories, soft_values
+from bayes_irl.inference.fit import BACKENDS, fit, register_backend
+from bayes_irl.inference.mcmc import run_mcmc
+from bayes_irl.inference.posterior import Posterior, pointwise_log_likelihood
+from bayes_irl.inference.svi import GUIDES, SVIResult, run_svi
+
+__all__ = [
+    "BACKENDS",
+    "GUIDES",
+    "ExactNormalizer",
+    "Posterior",
+    "SVIResult",
+    "fit",
+    "pointwise_log_likelihood",
+    "register_backend",
+    "run_mcmc",
+    "run_svi",
+    "sample_maxent_trajectories",
+    "soft_values",
+]

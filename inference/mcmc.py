@@ -1,0 +1,137 @@
+"""Hamiltonian Monte Carlo back-ends (NUTS and HMC) with several chains.
+
+Chains are run one after another in this process, each with its own seed and its own
+random initialisation (``init_to_uniform`` on (-2, 2) in the unconstrained space), so the
+split-r_hat that ArviZ computes compares genuinely independent chains. Pyro's own
+multi-chain mode is avoided: on a 2-core machine it falls back to sequential chains with a
+warning anyway, and it needs a picklable model.
+
+Tree depth: the prototype measured that NUTS at Pyro's default depth (10) did not finish
+2 x 600 draws in 12 minutes on a 10x10 grid while depth 6 mixed (r_hat <= 1.02) in 98 s;
+the posteriors of linear rewards are close to Gaussian, where short trajectories suffice.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import pyro
+import torch
+from pyro.infer import HMC, MCMC, NUTS
+
+from bayes_irl.inference.posterior import Posterior
+
+__all__ = ["run_mcmc"]
+
+
+def run_mcmc(
+    model,
+    data,
+    *,
+    kernel: str = "nuts",
+    num_samples: int = 500,
+    warmup_steps: int = 500,
+    num_chains: int = 2,
+    max_tree_depth: int = 6,
+    target_accept_prob: float = 0.8,
+    num_leapfrog_steps: int = 8,
+    jit_compile: bool = False,
+    seed: int = 0,
+    progress_bar: bool = True,
+) -> Posterior:
+    """Sample the posterior with NUTS or HMC.
+
+    Args:
+        model: a bayes_irl model.
+        data: its prepared data.
+        kernel: ``"nuts"`` or ``"hmc"``.
+        num_samples: draws kept per chain.
+        warmup_steps: adaptation steps per chain (step size and diagonal mass matrix).
+        num_chains: independent chains (>= 2 for r_hat).
+        max_tree_depth: NUTS tree-depth cap (2**depth leapfrog steps at most).
+        target_accept_prob: dual-averaging target.
+        num_leapfrog_steps: HMC trajectory length (HMC only).
+        jit_compile: use Pyro's JIT for the potential energy.
+        seed: chain c is seeded with ``seed + c``.
+        progress_bar: Pyro's per-chain progress bar.
+
+    Returns:
+        A :class:`Posterior` with ``method`` = kernel, sample_stats ``diverging`` and
+        ``step_size`` per draw and the acceptance rate per chain in attrs.
+
+    Example:
+        >>> from bayes_irl import GridWorld
+        >>> from bayes_irl.models import DemonstrationModel
+        >>> from bayes_irl.inference import ExactNormalizer
+        >>> world = GridWorld.create(size=3, horizon=4, seed=0)
+        >>> model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
+        >>> data = model.prepare_data(world.sample_demonstrations(50))
+        >>> post = run_mcmc(model, data, num_samples=20, warmup_steps=20, progress_bar=False)
+        >>> post.samples["weights"].shape
+        torch.Size([2, 20, 4])
+    """
+    if kernel not in ("nuts", "hmc"):
+        raise ValueError(f"kernel must be 'nuts' or 'hmc'; got {kernel!r}")
+    if num_chains < 1 or num_samples < 1 or warmup_steps < 0:
+        raise ValueError(
+            "num_chains and num_samples must be >= 1 and warmup_steps >= 0; got "
+            f"{num_chains}, {num_samples}, {warmup_steps}"
+        )
+    chains, diverging, step_sizes, accept = [], [], [], []
+    start = time.perf_counter()
+    for chain in range(num_chains):
+        pyro.set_rng_seed(seed + chain)
+        pyro.clear_param_store()
+        if kernel == "nuts":
+            mcmc_kernel = NUTS(
+                model,
+                max_tree_depth=max_tree_depth,
+                target_accept_prob=target_accept_prob,
+                jit_compile=jit_compile,
+                ignore_jit_warnings=True,
+            )
+        else:
+            mcmc_kernel = HMC(
+                model,
+                num_steps=num_leapfrog_steps,
+                target_accept_prob=target_accept_prob,
+                jit_compile=jit_compile,
+                ignore_jit_warnings=True,
+            )
+        mcmc = MCMC(
+            mcmc_kernel,
+            num_samples=num_samples,
+            warmup_steps=warmup_steps,
+            num_chains=1,
+            disable_progbar=not progress_bar,
+        )
+        mcmc.run(data)
+        chains.append({k: v.detach() for k, v in mcmc.get_samples().items()})
+        diag = mcmc.diagnostics()
+        div = np.zeros(num_samples, dtype=bool)
+        div[np.asarray(diag.get("divergences", {}).get("chain 0", []), dtype=int)] = True
+        diverging.append(div)
+        step_sizes.append(np.full(num_samples, float(mcmc_kernel.step_size)))
+        accept.append(float(diag.get("acceptance rate", {}).get("chain 0", np.nan)))
+    wall = time.perf_counter() - start
+    latent = set(model.latent_dims)
+    samples = {k: torch.stack([c[k] for c in chains]) for k in chains[0] if k in latent}
+    return Posterior(
+        samples=samples,
+        method=kernel,
+        model=model,
+        data=data,
+        sample_stats={"diverging": np.stack(diverging), "step_size": np.stack(step_sizes)},
+        attrs={
+            "seed": seed,
+            "num_chains": num_chains,
+            "num_samples": num_samples,
+            "warmup_steps": warmup_steps,
+            "max_tree_depth": max_tree_depth,
+            "target_accept_prob": target_accept_prob,
+            "acceptance_rate": ", ".join(f"{a:.3f}" for a in accept),
+            "wall_time_s": wall,
+        },
+        extra={"num_divergences": int(np.sum(diverging))},
+    )

@@ -1,0 +1,189 @@
+"""The result of every inference back-end, and its one converter to ArviZ.
+
+A :class:`Posterior` holds equally weighted draws of the latent sites with shape
+``(chain, draw, *site_shape)``, per-draw sample statistics and the model and data that
+produced them. :meth:`Posterior.to_inference_data` builds an ``arviz.InferenceData`` with
+the groups ``posterior``, ``sample_stats`` (``lp`` = log joint density per draw, plus
+the back-end's own statistics), ``log_likelihood`` (one value per demonstration or
+comparison, so ``az.loo`` works), ``observed_data`` and ``constant_data``, with named
+dimensions and coordinates, and attributes recording the method, normaliser, seeds and
+package versions.
+"""
+
+from __future__ import annotations
+
+import platform
+from dataclasses import dataclass, field
+from typing import Any
+
+import arviz as az
+import numpy as np
+import pyro
+import torch
+from pyro import poutine
+
+__all__ = ["Posterior", "pointwise_log_likelihood"]
+
+
+def pointwise_log_likelihood(
+    model, data, samples: dict[str, torch.Tensor], *, chunk_size: int = 100
+) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+    """Score every observed item under every draw, vectorised over draws in chunks.
+
+    Args:
+        model: a bayes_irl model (see :mod:`bayes_irl.models.demonstrations`).
+        data: the prepared data.
+        samples: latent site -> tensor of shape (N, *site_shape) (flattened draws).
+        chunk_size: draws scored at once (bounds memory: one recursion per draw).
+
+    Returns:
+        ``(log_lik, log_joint)``: observed site -> (N, n_items) tensor, and the (N,) log
+        joint density log p(theta) + sum_i log p(x_i | theta).
+    """
+    num = next(iter(samples.values())).shape[0]
+    log_lik: dict[str, list[torch.Tensor]] = {name: [] for name in model.observed_sites}
+    joints = []
+    with torch.no_grad():
+        for start in range(0, num, chunk_size):
+            chunk = {k: v[start : start + chunk_size] for k, v in samples.items()}
+            size = next(iter(chunk.values())).shape[0]
+            conditioned = poutine.condition(model, data=chunk)
+            with pyro.plate("_draws", size, dim=-2):
+                trace = poutine.trace(conditioned).get_trace(data, subsample=False)
+            joint = torch.zeros(size, dtype=torch.float64)
+            for name, site in trace.nodes.items():
+                if site["type"] != "sample" or name == "_draws":
+                    continue
+                lp = site["fn"].log_prob(site["value"])
+                lp = lp.reshape(size, -1).to(torch.float64) if lp.dim() else lp.expand(size, 1)
+                joint += lp.sum(-1).cpu()
+                if name in log_lik:
+                    log_lik[name].append(lp.cpu())
+            joints.append(joint)
+    return {k: torch.cat(v) for k, v in log_lik.items()}, torch.cat(joints)
+
+
+@dataclass
+class Posterior:
+    """Equally weighted posterior draws with everything needed to reproduce and diagnose.
+
+    Attributes:
+        samples: latent site -> tensor of shape (chain, draw, *site_shape).
+        method: back-end name ("svi", "nuts", "hmc", "laplace", ...).
+        model: the model that was fitted.
+        data: the prepared data it was fitted to.
+        sample_stats: back-end statistics, name -> array of shape (chain, draw).
+        attrs: metadata (seed, options, wall time, ...), netCDF-serialisable values.
+        extra: objects that are not draws (the fitted guide, the SVI loss trace, the
+            MCMC objects) for users who want to continue from them.
+    """
+
+    samples: dict[str, torch.Tensor]
+    method: str
+    model: Any
+    data: Any
+    sample_stats: dict[str, np.ndarray] = field(default_factory=dict)
+    attrs: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def num_chains(self) -> int:
+        """Number of chains (1 for SVI/Laplace: their draws are independent)."""
+        return next(iter(self.samples.values())).shape[0]
+
+    @property
+    def num_draws(self) -> int:
+        """Draws per chain."""
+        return next(iter(self.samples.values())).shape[1]
+
+    def flat_samples(self) -> dict[str, torch.Tensor]:
+        """Return draws with chains merged: site -> (chain·draw, *site_shape)."""
+        return {k: v.reshape(-1, *v.shape[2:]) for k, v in self.samples.items()}
+
+    def mean(self, site: str | None = None) -> torch.Tensor:
+        """Posterior mean of ``site`` (default: the reward parameters), shape site_shape."""
+        return self.flat_samples()[site or self._default_site()].mean(0)
+
+    def std(self, site: str | None = None) -> torch.Tensor:
+        """Posterior standard deviation of ``site``, shape site_shape."""
+        return self.flat_samples()[site or self._default_site()].std(0)
+
+    def covariance(self, site: str | None = None) -> torch.Tensor:
+        """Posterior covariance of a vector site, shape (D, D)."""
+        x = self.flat_samples()[site or self._default_site()]
+        return torch.cov(x.reshape(x.shape[0], -1).T)
+
+    def _default_site(self) -> str:
+        return next(iter(self.samples))
+
+    def to_inference_data(self, *, chunk_size: int = 100) -> az.InferenceData:
+        """Convert to ``arviz.InferenceData`` (see module docstring for the groups).
+
+        Args:
+            chunk_size: draws scored at once when computing the log-likelihood.
+
+        Returns:
+            The InferenceData; ``az.summary``, ``az.plot_posterior`` and ``az.loo`` work on
+            it directly.
+        """
+        chains, draws = self.num_chains, self.num_draws
+        log_lik, log_joint = pointwise_log_likelihood(
+            self.model, self.data, self.flat_samples(), chunk_size=chunk_size
+        )
+        groups = self.model.arviz_groups(self.data)
+        coords = dict(groups["coords"])
+        dims = dict(groups["dims"])
+        posterior = {}
+        for name, value in self.samples.items():
+            posterior[name] = value.detach().cpu().numpy()
+            dim_name, labels = self.model.latent_dims.get(name, (f"{name}_dim", None))
+            if value.dim() == 3:
+                dims[name] = [dim_name]
+                if labels is not None:
+                    coords[dim_name] = labels
+        log_likelihood = {}
+        for name, value in log_lik.items():
+            log_likelihood[name] = value.reshape(chains, draws, -1).numpy()
+            dims[name] = [self.model.observed_sites[name]]
+        sample_stats = {"lp": log_joint.reshape(chains, draws).numpy()}
+        sample_stats.update(self.sample_stats)
+        attrs = {
+            "inference_library": "pyro",
+            "inference_library_version": pyro.__version__,
+            "bayes_irl_version": _version(),
+            "torch_version": torch.__version__,
+            "arviz_version": az.__version__,
+            "python_version": platform.python_version(),
+            "method": self.method,
+            "normalizer": repr(getattr(self.model, "normalizer", None)),
+            "model": type(self.model).__name__,
+        }
+        attrs.update({k: _netcdf_attr(v) for k, v in self.attrs.items()})
+        idata = az.from_dict(
+            posterior=posterior,
+            sample_stats=sample_stats,
+            log_likelihood=log_likelihood,
+            observed_data=groups["observed_data"],
+            constant_data=groups["constant_data"],
+            coords=coords,
+            dims=dims,
+            attrs=attrs,
+        )
+        for extra_name, (values, extra_dim) in self.extra.get("sample_stats_extra", {}).items():
+            idata.sample_stats[extra_name] = ((extra_dim,), np.asarray(values))
+        return idata
+
+
+def _version() -> str:
+    from bayes_irl import __version__
+
+    return __version__
+
+
+def _netcdf_attr(value):
+    """netCDF attributes take str and numbers only: convert the rest to str."""
+    if isinstance(value, bool) or value is None:
+        return str(value)
+    if isinstance(value, (int, float, str, np.integer, np.floating)):
+        return value
+    return str(value)

@@ -1,0 +1,226 @@
+"""Stochastic variational inference with any Pyro autoguide (or a custom guide).
+
+The Pyro *guide* here is the variational family over the reward parameters theta; it is
+not the guide *policy* (the proposal over trajectories of the importance normaliser).
+
+Default guide: ``AutoMultivariateNormal``. The prototype measured posterior correlations
+down to -0.76 between linear reward weights: the mean-field ``AutoNormal`` then
+under-estimated the posterior sds 2-2.5x, while the full-covariance guide was within ~15%
+of NUTS.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pyro
+import pyro.infer.autoguide as autoguide
+import torch
+from pyro import poutine
+from pyro.infer import SVI, Trace_ELBO
+from pyro.optim import ClippedAdam
+from tqdm.auto import tqdm
+
+from bayes_irl.inference.posterior import Posterior
+
+__all__ = ["SVIResult", "run_svi", "draw_from_guide", "make_guide", "GUIDES"]
+
+GUIDES: dict[str, Callable] = {
+    "normal": autoguide.AutoNormal,
+    "multivariate_normal": autoguide.AutoMultivariateNormal,
+    "lowrank_normal": autoguide.AutoLowRankMultivariateNormal,
+    "delta": autoguide.AutoDelta,
+    "laplace": autoguide.AutoLaplaceApproximation,
+    "iaf": autoguide.AutoIAFNormal,
+}
+"""Autoguides selectable by name; any callable ``guide_factory(model)`` works as well."""
+
+
+@dataclass
+class SVIResult:
+    """What :func:`run_svi` returns besides the draws.
+
+    Attributes:
+        guide: the fitted Pyro guide (callable with the model's arguments).
+        losses: ELBO loss (negative ELBO estimate) per step, shape (num_steps,).
+        wall_time: seconds spent in the optimisation loop.
+    """
+
+    guide: Callable
+    losses: np.ndarray
+    wall_time: float
+
+
+def make_guide(model, guide) -> Callable:
+    """Instantiate ``guide``: a name in :data:`GUIDES`, an autoguide class, or a callable.
+
+    Raises:
+        ValueError: for an unknown name.
+    """
+    if isinstance(guide, str):
+        if guide not in GUIDES:
+            raise ValueError(f"guide must be one of {sorted(GUIDES)} or a callable; got {guide!r}")
+        return GUIDES[guide](model)
+    if isinstance(guide, type) and issubclass(guide, autoguide.AutoGuide):
+        return guide(model)
+    if callable(guide):
+        return guide
+    raise ValueError(f"guide must be a name, an AutoGuide class or a callable; got {guide!r}")
+
+
+def optimise(
+    model,
+    guide: Callable,
+    data,
+    *,
+    num_steps: int,
+    learning_rate: float,
+    num_particles: int = 1,
+    progress_bar: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> SVIResult:
+    """Run ``num_steps`` of SVI with ClippedAdam and ``Trace_ELBO``.
+
+    Args:
+        model: the Pyro model, called as ``model(data)``.
+        guide: the Pyro guide.
+        data: prepared data.
+        num_steps: optimisation steps.
+        learning_rate: Adam step size (decayed 10x over the run, which stabilises the
+            final iterate of the stochastic optimisation).
+        num_particles: ELBO particles per step.
+        progress_bar: show a tqdm bar with the running loss.
+        callback: called as ``callback(step, loss)`` after each step (e.g. to update a
+            guide policy between SVI steps).
+
+    Returns:
+        The :class:`SVIResult`.
+    """
+    if num_steps < 1:
+        raise ValueError(f"num_steps must be >= 1; got {num_steps}")
+    if not learning_rate > 0:
+        raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
+    lrd = 0.1 ** (1.0 / num_steps)
+    optim = ClippedAdam({"lr": learning_rate, "lrd": lrd, "clip_norm": 10.0})
+    svi = SVI(model, guide, optim, loss=Trace_ELBO(num_particles=num_particles))
+    losses = np.empty(num_steps)
+    start = time.perf_counter()
+    with tqdm(total=num_steps, desc="SVI", disable=not progress_bar, leave=False) as bar:
+        for step in range(num_steps):
+            loss = svi.step(data)
+            if not np.isfinite(loss):
+                raise FloatingPointError(
+                    f"SVI loss became {loss} at step {step}; lower learning_rate or check "
+                    "the data and prior"
+                )
+            losses[step] = loss
+            if callback is not None:
+                callback(step, loss)
+            if step % 50 == 0 or step == num_steps - 1:
+                bar.set_postfix(loss=f"{loss:.3f}")
+            bar.update()
+    return SVIResult(guide=guide, losses=losses, wall_time=time.perf_counter() - start)
+
+
+def draw_from_guide(model, guide: Callable, data, num_samples: int) -> dict[str, torch.Tensor]:
+    """Draw ``num_samples`` joint samples of the model's latent sites from the guide.
+
+    Returns:
+        latent site -> tensor of shape (num_samples, *site_shape).
+    """
+    latent = set(model.latent_dims)
+    with torch.no_grad(), pyro.plate("_draws", num_samples, dim=-2):
+        trace = poutine.trace(guide).get_trace(data)
+    samples = {
+        name: site["value"].reshape(num_samples, *site["value"].shape[-1:])
+        for name, site in trace.nodes.items()
+        if site["type"] == "sample" and name in latent
+    }
+    missing = latent - set(samples)
+    if missing:
+        raise ValueError(f"the guide does not sample the latent sites {sorted(missing)}")
+    return samples
+
+
+def run_svi(
+    model,
+    data,
+    *,
+    guide="multivariate_normal",
+    num_steps: int = 2000,
+    learning_rate: float = 0.02,
+    num_particles: int = 1,
+    num_samples: int = 1000,
+    seed: int = 0,
+    progress_bar: bool = True,
+    callback: Callable[[int, float], None] | None = None,
+) -> Posterior:
+    """Fit by SVI and return ``num_samples`` independent draws from the fitted guide.
+
+    Args:
+        model: a bayes_irl model.
+        data: its prepared data.
+        guide: autoguide name (see :data:`GUIDES`), AutoGuide class, or a guide callable.
+        num_steps: SVI steps.
+        learning_rate: initial Adam step size.
+        num_particles: ELBO particles per step.
+        num_samples: posterior draws returned (one chain: they are independent, so
+            r_hat is undefined and ESS equals the number of draws).
+        seed: seeds Pyro's global RNG before the fit.
+        progress_bar: show a tqdm bar.
+        callback: per-step hook, see :func:`optimise`.
+
+    Returns:
+        A :class:`Posterior` with ``method="svi"``; ``extra["guide"]`` holds the fitted
+        guide and the loss trace is stored in sample_stats as ``loss`` over ``svi_step``.
+
+    Example:
+        >>> from bayes_irl import GridWorld
+        >>> from bayes_irl.models import DemonstrationModel
+        >>> from bayes_irl.inference import ExactNormalizer
+        >>> world = GridWorld.create(size=3, horizon=4, seed=0)
+        >>> model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
+        >>> data = model.prepare_data(world.sample_demonstrations(50))
+        >>> post = run_svi(model, data, num_steps=50, num_samples=10, progress_bar=False)
+        >>> post.samples["weights"].shape
+        torch.Size([1, 10, 4])
+    """
+    pyro.set_rng_seed(seed)
+    pyro.clear_param_store()
+    guide_fn = make_guide(model, guide)
+    result = optimise(
+        model,
+        guide_fn,
+        data,
+        num_steps=num_steps,
+        learning_rate=learning_rate,
+        num_particles=num_particles,
+        progress_bar=progress_bar,
+        callback=callback,
+    )
+    if isinstance(guide_fn, autoguide.AutoLaplaceApproximation):
+        guide_fn = guide_fn.laplace_approximation(data)
+    draws = draw_from_guide(model, guide_fn, data, num_samples)
+    return Posterior(
+        samples={k: v.unsqueeze(0) for k, v in draws.items()},
+        method="svi",
+        model=model,
+        data=data,
+        attrs={
+            "seed": seed,
+            "guide": type(guide_fn).__name__,
+            "num_steps": num_steps,
+            "learning_rate": learning_rate,
+            "num_particles": num_particles,
+            "wall_time_s": result.wall_time,
+            "final_loss": float(result.losses[-10:].mean()),
+        },
+        extra={
+            "guide": guide_fn,
+            "losses": result.losses,
+            "sample_stats_extra": {"loss": (result.losses, "svi_step")},
+        },
+    )

@@ -1,0 +1,11 @@
+"""Pyro models of bayes_irl, imported as ``bayes_irl.models``.
+
+The maxent trajectory distribution and the demonstration model; preference models share
+the same reward models and the same small model protocol (see
+:mod:`bayes_irl.models.demonstrations`).
+"""
+
+from bayes_irl.models.demonstrations import DemonstrationModel
+from bayes_irl.models.maxent import MaxEntTrajectory, TrajectoryConstraint
+
+__all__ = ["DemonstrationModel", "MaxEntTrajectory", "TrajectoryConstraint"]
