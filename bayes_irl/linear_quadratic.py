@@ -297,11 +297,9 @@ class LinearQuadraticMDP:
 
         self._dx, self._du, self._horizon = dx, du, horizon
         self._dtype, self._device = dtype, device
-        self.dynamics = a
-        self.control = b
-        self.noise_cov = 0.5 * (w + w.mT)
-        self.initial_mean = m0
-        self.initial_cov = 0.5 * (s0 + s0.mT)
+        self._dynamics, self._control = a, b
+        self._noise_cov = 0.5 * (w + w.mT)
+        self._initial_mean, self._initial_cov = m0, 0.5 * (s0 + s0.mT)
         self._base_form: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
 
     # ------------------------------------------------------------------ constructors
@@ -352,6 +350,8 @@ class LinearQuadraticMDP:
         for name, value in [("dt", dt), ("noise_std", noise_std), ("initial_std", initial_std)]:
             if not (math.isfinite(value) and value > 0):
                 raise ValueError(f"`{name}` must be a finite positive number; got {value!r}")
+        if not math.isfinite(damping):
+            raise ValueError(f"`damping` must be finite; got {damping!r}")
         eye = torch.eye(dx, dtype=dtype)
         shift = torch.diag(torch.ones(dx - 1, dtype=dtype), 1)
         a = eye + dt * (shift - damping * eye)
@@ -410,6 +410,31 @@ class LinearQuadraticMDP:
     def device(self) -> torch.device:
         """Device of the environment's tensors."""
         return self._device
+
+    @property
+    def dynamics(self) -> Tensor:
+        """``A``, shape ``(dx, dx)`` (read-only: derived quantities are cached)."""
+        return self._dynamics
+
+    @property
+    def control(self) -> Tensor:
+        """``B``, shape ``(dx, du)``."""
+        return self._control
+
+    @property
+    def noise_cov(self) -> Tensor:
+        """``W``, shape ``(dx, dx)``, symmetric positive definite."""
+        return self._noise_cov
+
+    @property
+    def initial_mean(self) -> Tensor:
+        """``m_0``, shape ``(dx,)``."""
+        return self._initial_mean
+
+    @property
+    def initial_cov(self) -> Tensor:
+        """``S_0``, shape ``(dx, dx)``, symmetric positive definite."""
+        return self._initial_cov
 
     @property
     def noise_tril(self) -> Tensor:

@@ -105,6 +105,11 @@ def _half_logdet(tril: Tensor) -> Tensor:
 class LinearQuadraticNormalizer:
     """Exact ``log Z(theta)`` of the LQ maxent trajectory model (analytic Gaussian integral).
 
+    Follows the normaliser interface of :class:`bayes_irl.inference.exact.ExactNormalizer`
+    (``log_normalizer`` returning a differentiable tensor of shape ``batch_shape``,
+    ``is_exact = True``, ``diagnostics = None``, an ``mdp`` attribute), with the reward
+    parameters ``theta`` as input instead of tabular step rewards.
+
     Args:
         mdp: the environment (dynamics, noise, initial state, horizon).
         method: default implementation, ``"recursion"`` (``O(T)`` backward Riccati-style
@@ -124,6 +129,8 @@ class LinearQuadraticNormalizer:
         torch.Size([3])
     """
 
+    is_exact = True
+
     def __init__(
         self,
         mdp: LinearQuadraticMDP,
@@ -134,6 +141,7 @@ class LinearQuadraticNormalizer:
             raise ValueError(f"`mdp` must be a LinearQuadraticMDP; got {type(mdp).__name__}")
         self.mdp = mdp
         self.method = self._check_method(method)
+        self.diagnostics = None  # nothing is estimated (the shared normaliser interface)
 
     @staticmethod
     def _check_method(method: str) -> str:
