@@ -109,6 +109,10 @@ class MaxEntTrajectory(TorchDistribution):
         if validate_args is not False and torch.isnan(step_rewards).any():
             raise ValueError("step_rewards contains NaN; check the reward model's parameters")
         self.step_rewards = step_rewards
+        # Normalisers run on the unexpanded rewards: inside a plate of n demonstrations
+        # the distribution is expanded to batch (..., n), and recomputing the recursion
+        # for n identical copies would cost n times as much.
+        self._unexpanded_rewards = step_rewards
         self.normalizer = normalizer
         self.mdp = mdp
         self.given_initial_state = bool(given_initial_state)
@@ -131,6 +135,7 @@ class MaxEntTrajectory(TorchDistribution):
         new = self._get_checked_instance(MaxEntTrajectory, _instance)
         batch_shape = torch.Size(batch_shape)
         new.step_rewards = self.step_rewards.expand(batch_shape + self.step_rewards.shape[-2:])
+        new._unexpanded_rewards = self._unexpanded_rewards
         new.normalizer, new.mdp = self.normalizer, self.mdp
         new.given_initial_state = self.given_initial_state
         super(MaxEntTrajectory, new).__init__(batch_shape, self.event_shape, validate_args=False)
@@ -156,7 +161,7 @@ class MaxEntTrajectory(TorchDistribution):
         s_last = states.gather(-1, lengths.unsqueeze(-1)).squeeze(-1)
         s0 = states[..., 0]
         shape = torch.broadcast_shapes(value.shape[:-2], self.batch_shape)
-        rewards = self.step_rewards  # batch_shape + (S, A)
+        rewards = self._unexpanded_rewards  # broadcasts to batch_shape + (S, A)
 
         log_dynamics = mdp.transition_log_prob(s, a, s_next) + mdp.action_log_base[s, a]
         log_dynamics = torch.where(observed, log_dynamics, torch.zeros_like(log_dynamics))
