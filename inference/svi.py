@@ -80,7 +80,7 @@ def optimise(
     learning_rate: float,
     num_particles: int = 1,
     progress_bar: bool = True,
-    callback: Callable[[int, float], None] | None = None,
+    callback: Callable[[int, float, Callable], None] | None = None,
 ) -> SVIResult:
     """Run ``num_steps`` of SVI with ClippedAdam and ``Trace_ELBO``.
 
@@ -93,8 +93,9 @@ def optimise(
             final iterate of the stochastic optimisation).
         num_particles: ELBO particles per step.
         progress_bar: show a tqdm bar with the running loss.
-        callback: called as ``callback(step, loss)`` after each step (e.g. to update a
-            guide policy between SVI steps).
+        callback: called as ``callback(step, loss, guide)`` after each step, e.g. to train
+            a guide policy against rewards drawn from the current Pyro guide and refresh
+            the importance samples between SVI steps.
 
     Returns:
         The :class:`SVIResult`.
@@ -118,7 +119,7 @@ def optimise(
                 )
             losses[step] = loss
             if callback is not None:
-                callback(step, loss)
+                callback(step, loss, guide)
             if step % 50 == 0 or step == num_steps - 1:
                 bar.set_postfix(loss=f"{loss:.3f}")
             bar.update()
@@ -156,7 +157,7 @@ def run_svi(
     num_samples: int = 1000,
     seed: int = 0,
     progress_bar: bool = True,
-    callback: Callable[[int, float], None] | None = None,
+    callback: Callable[[int, float, Callable], None] | None = None,
 ) -> Posterior:
     """Fit by SVI and return ``num_samples`` independent draws from the fitted guide.
 
