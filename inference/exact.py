@@ -34,6 +34,8 @@ autograd's intermediates), for any number of leading batch dimensions of r.
 
 from __future__ import annotations
 
+import warnings
+import weakref
 from typing import Literal
 
 import torch
@@ -67,10 +69,98 @@ def _check_step_rewards(mdp: TabularMDP, step_rewards: torch.Tensor) -> None:
         )
 
 
+class _TransitionOperator:
+    """The transition matrix as a sparse (CSR) linear map, cached per MDP, dtype and device.
+
+    ``forward(x)`` maps state vectors x[b, s'] to ``(P x)[b, s, a] = sum_s' p(s'|s,a) x[b, s']``
+    and ``adjoint(y)`` maps y[b, s, a] to ``(P^T y)[b, s'] = sum_{s,a} p(s'|s,a) y[b, s, a]``.
+    Zero-probability padding is dropped and duplicate successors are summed, so the matrix
+    of shape (S·A, S) has at most S·A·F stored entries.
+    """
+
+    def __init__(self, mdp: TabularMDP, dtype: torch.dtype, device: torch.device) -> None:
+        num_states, num_actions, fan_out = mdp.successors.shape
+        probs = mdp.successor_log_probs.exp().to(device=device, dtype=dtype).reshape(-1)
+        rows = torch.arange(num_states * num_actions, device=device).repeat_interleave(fan_out)
+        cols = mdp.successors.to(device).reshape(-1)
+        keep = probs > 0
+        index = torch.stack([rows[keep], cols[keep]])
+        shape = (num_states * num_actions, num_states)
+        with warnings.catch_warnings():
+            # "Sparse CSR tensor support is in beta state": CSR @ dense is what we use, and
+            # it is exercised by the tests against the gather-based reference.
+            warnings.simplefilter("ignore", UserWarning)
+            coo = torch.sparse_coo_tensor(
+                index, probs[keep], shape, check_invariants=False
+            ).coalesce()
+            self.matrix = coo.to_sparse_csr()
+            self.matrix_t = coo.t().coalesce().to_sparse_csr()
+        self.num_states, self.num_actions = num_states, num_actions
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Map x (B, S) to P x of shape (B, S, A)."""
+        if x.shape[0] == 1:
+            out = (self.matrix @ x[0]).unsqueeze(0)
+        else:
+            out = (self.matrix @ x.t()).t()
+        return out.reshape(x.shape[0], self.num_states, self.num_actions)
+
+    def adjoint(self, y: torch.Tensor) -> torch.Tensor:
+        """Map y (B, S, A) to P^T y of shape (B, S)."""
+        flat = y.reshape(y.shape[0], -1)
+        if flat.shape[0] == 1:
+            return (self.matrix_t @ flat[0]).unsqueeze(0)
+        return (self.matrix_t @ flat.t()).t()
+
+
+_KEEP_PRODUCTS_BYTES = 2**28
+"""Memory budget (bytes) for keeping the forward's sparse products for the backward pass."""
+
+_OPERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
+
+
+def _operator(mdp: TabularMDP, dtype: torch.dtype, device: torch.device) -> _TransitionOperator:
+    """Return the cached :class:`_TransitionOperator` of ``mdp`` (built on first use)."""
+    per_mdp = _OPERATORS.setdefault(mdp, {})
+    key = (dtype, torch.device(device))
+    if key not in per_mdp:
+        per_mdp[key] = _TransitionOperator(mdp, dtype, device)
+    return per_mdp[key]
+
+
+class _ApplyTransitions(torch.autograd.Function):
+    """Differentiable ``x[b, s'] -> (P x)[b, s, a]`` with the sparse operator."""
+
+    @staticmethod
+    def forward(ctx, x, op):  # noqa: D102
+        ctx.op = op
+        return op.forward(x)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        return _ApplyTransitionsAdjoint.apply(grad, ctx.op), None
+
+
+class _ApplyTransitionsAdjoint(torch.autograd.Function):
+    """Differentiable ``y[b, s, a] -> (P^T y)[b, s']`` (the adjoint, for double backward)."""
+
+    @staticmethod
+    def forward(ctx, y, op):  # noqa: D102
+        ctx.op = op
+        return op.adjoint(y)
+
+    @staticmethod
+    def backward(ctx, grad):  # noqa: D102
+        return _ApplyTransitions.apply(grad, ctx.op), None
+
+
 def continuation(
     mdp: TabularMDP, next_values: torch.Tensor, *, kind: MaxEntKind = "global"
 ) -> torch.Tensor:
     """Return the continuation ``C[..., s, a]`` from next-step values ``V[..., s']``.
+
+    The causal continuation is linear in V and uses the sparse transition operator; the
+    global one is a log-sum-exp over the F successors (the numerically safe reference).
 
     Args:
         mdp: the MDP.
@@ -80,6 +170,11 @@ def continuation(
     Returns:
         Tensor of shape (..., S, A).
     """
+    if kind == "causal" and bool(torch.isfinite(next_values).all()):
+        op = _operator(mdp, next_values.dtype, next_values.device)
+        flat = next_values.reshape(-1, mdp.num_states)
+        out = _ApplyTransitions.apply(flat, op)
+        return out.reshape(*next_values.shape[:-1], mdp.num_states, mdp.num_actions)
     gathered = next_values[..., mdp.successors]  # (..., S, A, F)
     if kind == "global":
         return torch.logsumexp(gathered + mdp.successor_log_probs, dim=-1)
@@ -87,8 +182,147 @@ def continuation(
     return (gathered * probs).sum(-1)
 
 
+def _soft_values_reference(
+    mdp: TabularMDP, local: torch.Tensor, kind: MaxEntKind
+) -> torch.Tensor:
+    """Log-space recursion with autograd: local (..., S, A) -> V (..., T + 1, S)."""
+    value = torch.zeros(local.shape[:-1], dtype=local.dtype, device=local.device)
+    values = [value]
+    gathered_probs = mdp.successor_log_probs.to(local.dtype)
+    probs = gathered_probs.exp()
+    for _ in range(mdp.horizon):
+        gathered = value[..., mdp.successors]  # (..., S, A, F)
+        if kind == "global":
+            cont = torch.logsumexp(gathered + gathered_probs, dim=-1)
+        else:
+            cont = (gathered * probs).sum(-1)
+        value = torch.logsumexp(local + cont, dim=-1)
+        values.append(value)
+    return torch.stack(values[::-1], dim=-2)
+
+
+def _fast_forward(
+    mdp: TabularMDP, op: _TransitionOperator, local: torch.Tensor, kind: str, keep: bool
+) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, list]:
+    """Recursion without autograd on local (B, S, A).
+
+    Global kind in exp space with a shift per batch row: with m = max_s V_{t+1},
+    u = exp(V_{t+1} - m), E = exp(local - max_a local), one sparse product g = P u and
+    V_t = max_a local + m + log sum_a E g. Causal kind: V_t = logsumexp_a(local + P V_{t+1}).
+
+    Returns:
+        (values (B, T + 1, S) or None if the exp-space sums underflowed or a value is
+        infinite, in which case the caller uses the log-space reference), the row maxima
+        of local (B, S, 1), E (B, S, A), and, if ``keep``, the T products P u (global) or
+        P V (causal), each (B, S, A), indexed by t, for the backward pass.
+    """
+    batch, num_states, _ = local.shape
+    horizon = mdp.horizon
+    values = torch.empty(batch, horizon + 1, num_states, dtype=local.dtype, device=local.device)
+    values[:, horizon] = 0
+    local_max = local.amax(-1, keepdim=True)
+    kept: list = [None] * horizon
+    if not bool(torch.isfinite(local_max).all()):
+        return None, local_max, local, kept
+    scaled = torch.exp(local - local_max)
+    finfo = torch.finfo(local.dtype)
+    # sums below tiny/eps may have lost precision in subnormal terms: use the reference
+    threshold = finfo.tiny / finfo.eps
+    value = values[:, horizon]
+    for t in range(horizon - 1, -1, -1):
+        if kind == "global":
+            shift = value.amax(-1, keepdim=True)
+            g = op.forward(torch.exp(value - shift))
+            total = (scaled * g).sum(-1)
+            if bool((total < threshold).any()):
+                return None, local_max, scaled, kept
+            value = torch.log(total).add_(local_max.squeeze(-1)).add_(shift)
+        else:
+            g = op.forward(value)
+            value = torch.logsumexp(local + g, dim=-1)
+        if keep:
+            kept[t] = g
+        values[:, t] = value
+    if not bool(torch.isfinite(values).all()):
+        return None, local_max, scaled, kept
+    return values, local_max, scaled, kept
+
+
+class _SoftValues(torch.autograd.Function):
+    """``local (B, S, A) -> V (B, T + 1, S)`` with a hand-written backward pass.
+
+    The backward pass is the forward (occupancy) recursion: with adjoint a_t = dL/dV_t,
+    pi_t = exp(Q_t - V_t) and gQ_t = a_t pi_t,
+
+        dL/dlocal = sum_t gQ_t,   a_{t+1} = gV_{t+1} + dC_t/dV_{t+1}^T gQ_t,
+
+    where dC_t/dV_{t+1} is p(s'|s,a) exp(V_{t+1}(s') - C_t(s,a)) (global) or p(s'|s,a)
+    (causal). Only the value table (B, T + 1, S) is kept, not autograd's O(T·S·A·F)
+    intermediates. Second derivatives (Laplace, Hessians) and the rare inputs the exp-space
+    forward cannot represent go through the log-space reference with autograd.
+    """
+
+    @staticmethod
+    def forward(ctx, local, mdp, op, kind):  # noqa: D102
+        # keep the T sparse products for the backward pass when they fit in the budget
+        # (saves one of the three sparse products per step); else recompute them
+        keep = local.numel() * mdp.horizon * local.element_size() <= _KEEP_PRODUCTS_BYTES
+        values, local_max, scaled, kept = _fast_forward(mdp, op, local, kind, keep)
+        ctx.mdp, ctx.op, ctx.kind, ctx.kept = mdp, op, kind, kept
+        ctx.fallback = values is None
+        if values is None:
+            values = _soft_values_reference(mdp, local, kind)
+            ctx.save_for_backward(local, values, local_max, local)
+        else:
+            ctx.save_for_backward(local, values, local_max, scaled)
+        return values
+
+    @staticmethod
+    def backward(ctx, grad_values):  # noqa: D102
+        local, values, local_max, scaled = ctx.saved_tensors
+        mdp, op, kind = ctx.mdp, ctx.op, ctx.kind
+        if ctx.fallback or torch.is_grad_enabled():
+            # create_graph=True (a Hessian is wanted) or an unrepresentable input: use the
+            # reference recursion, whose own autograd graph is differentiable again.
+            create_graph = torch.is_grad_enabled()
+            with torch.enable_grad():
+                source = local if create_graph else local.detach().requires_grad_()
+                ref = _soft_values_reference(mdp, source, kind)
+                (grad,) = torch.autograd.grad(ref, source, grad_values, create_graph=create_graph)
+            return grad, None, None, None
+        horizon = mdp.horizon
+        adjoint = grad_values[:, 0]
+        grad_local = torch.zeros_like(local)
+        for t in range(horizon):
+            value_t, value_next = values[:, t], values[:, t + 1]
+            if kind == "global":
+                shift = value_next.amax(-1, keepdim=True)
+                u = torch.exp(value_next - shift)
+                g = ctx.kept[t] if ctx.kept[t] is not None else op.forward(u)  # (B, S, A)
+                factor = torch.exp(local_max.squeeze(-1) + shift - value_t)  # (B, S)
+                policy = scaled * g * factor.unsqueeze(-1)
+                grad_q = policy * adjoint.unsqueeze(-1)
+                ratio = torch.where(g > 0, grad_q / g, torch.zeros_like(g))
+                back = op.adjoint(ratio) * u
+            else:
+                g = ctx.kept[t] if ctx.kept[t] is not None else op.forward(value_next)
+                q = local + g
+                grad_q = torch.exp(q - value_t.unsqueeze(-1)) * adjoint.unsqueeze(-1)
+                back = op.adjoint(grad_q)
+            grad_local += grad_q
+            adjoint = grad_values[:, t + 1] + back
+        return grad_local, None, None, None
+
+
+Backend = Literal["auto", "sparse", "reference"]
+
+
 def soft_values(
-    mdp: TabularMDP, step_rewards: torch.Tensor, *, kind: MaxEntKind = "global"
+    mdp: TabularMDP,
+    step_rewards: torch.Tensor,
+    *,
+    kind: MaxEntKind = "global",
+    backend: Backend = "auto",
 ) -> torch.Tensor:
     """Run the backward recursion and return the soft values.
 
@@ -96,20 +330,31 @@ def soft_values(
         mdp: the MDP (base measure and horizon T).
         step_rewards: ``r[..., s, a]``, shape (..., S, A), any leading batch dims.
         kind: ``"global"`` or ``"causal"`` (see module docstring).
+        backend: ``"sparse"`` (sparse transition operator, exp-space for the global kind,
+            hand-written backward that stores only the value table), ``"reference"``
+            (log-space gather recursion differentiated by autograd: slower, O(T·S·A·F)
+            autograd memory, the reference in the tests), or ``"auto"`` (= ``"sparse"``;
+            it falls back to the reference by itself where exp-space sums would
+            underflow or values are infinite).
 
     Returns:
         ``V[..., t, s]`` of shape (..., T + 1, S) with ``V[..., T, :] = 0``.
+
+    Raises:
+        ValueError: for an unknown ``kind`` or ``backend`` or mis-shaped rewards.
     """
     _check_kind(kind)
     _check_step_rewards(mdp, step_rewards)
-    local = step_rewards + mdp.action_log_base  # (..., S, A)
-    value = torch.zeros(local.shape[:-1], dtype=local.dtype, device=local.device)
-    values = [value]
-    for _ in range(mdp.horizon):
-        q = local + continuation(mdp, value, kind=kind)
-        value = torch.logsumexp(q, dim=-1)
-        values.append(value)
-    return torch.stack(values[::-1], dim=-2)
+    if backend not in ("auto", "sparse", "reference"):
+        raise ValueError(f"backend must be 'auto', 'sparse' or 'reference'; got {backend!r}")
+    local = step_rewards + mdp.action_log_base.to(step_rewards.dtype)  # (..., S, A)
+    if backend == "reference" or not local.dtype.is_floating_point:
+        return _soft_values_reference(mdp, local, kind)
+    batch_shape = local.shape[:-2]
+    flat = local.reshape(-1, mdp.num_states, mdp.num_actions)
+    op = _operator(mdp, local.dtype, local.device)
+    values = _SoftValues.apply(flat, mdp, op, kind)
+    return values.reshape(*batch_shape, mdp.horizon + 1, mdp.num_states)
 
 
 def step_q_values(
