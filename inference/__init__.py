@@ -4,6 +4,11 @@ Imported as ``bayes_irl.inference`` (the package lives in ``inference/`` at the 
 repository and is mapped into the namespace by ``pyproject.toml``).
 """
 
+from bayes_irl.inference.backends_extra import (
+    ImportanceSamplingWarning,
+    neural_spline_guide,
+    run_importance,
+)
 from bayes_irl.inference.exact import ExactNormalizer, sample_maxent_trajectories, soft_values
 from bayes_irl.inference.fit import BACKENDS, fit, register_backend
 from bayes_irl.inference.mcmc import run_mcmc
@@ -13,12 +18,15 @@ from bayes_irl.inference.svi import GUIDES, SVIResult, run_svi
 __all__ = [
     "BACKENDS",
     "GUIDES",
+    "ImportanceSamplingWarning",
     "ExactNormalizer",
     "Posterior",
     "SVIResult",
     "fit",
+    "neural_spline_guide",
     "pointwise_log_likelihood",
     "register_backend",
+    "run_importance",
     "run_mcmc",
     "run_svi",
     "sample_maxent_trajectories",
