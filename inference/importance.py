@@ -43,6 +43,7 @@ PSIS k-hat of the log-weights (Vehtari et al. 2024) above 0.7 triggers an
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import warnings
 from collections.abc import Callable
@@ -490,7 +491,12 @@ class TrajectoryBankNormalizer:
         return log_z
 
     def _diagnose(self, log_w: torch.Tensor) -> None:
-        self.diagnostics = importance_diagnostics(log_w)
+        diagnostics = importance_diagnostics(log_w)
+        spread = float(log_w.max() - log_w.min())
+        if spread < 1e-9 * max(1.0, float(log_w.abs().max())):
+            # equal weights (exact proposal): ArviZ's PSIS fit returns k-hat = inf there
+            diagnostics = dataclasses.replace(diagnostics, khat=-math.inf)
+        self.diagnostics = diagnostics
         khat = self.diagnostics.khat
         if self.khat_policy == "ignore" or not khat > KHAT_THRESHOLD:
             return

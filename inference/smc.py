@@ -1,0 +1,236 @@
+r"""Sequential Monte Carlo normaliser: resampling across time steps.
+
+Intermediate targets on partial trajectories x_{0:t} (twisted by optional potentials
+psi[t, s], with psi_T = 0 so that gamma_T is the maxent target):
+
+    gamma_t(x_{0:t}) = p0(s_0) prod_{u<t} [beta(a_u|s_u) p(s_{u+1}|s_u,a_u) exp r(s_u,a_u)]
+                       * exp psi_t(s_t).
+
+K particles start from the proposal's q_0 and move with its kernel q_t(a_t, s_{t+1} | s_t)
+(:meth:`bayes_irl.inference.importance.Proposal.step`: a guide policy on the true dynamics
+or a simulator, or the twisted kernel). The incremental log-weight is
+
+    log G_t = r(s_t, a_t) + [log beta + log p - log q_t](a_t, s_{t+1} | s_t)
+              + psi_{t+1}(s_{t+1}) - psi_t(s_t),
+
+only sampled quantities enter it, so a simulator is enough. When the ESS of the current
+weights drops below ``ess_threshold * K`` the particles are resampled (multinomial) and
+the running estimate gains log mean_k exp(logW_k) (Del Moral 2004; Doucet & Johansen
+2009, eq. 31); the final term is added at T. Z_hat_SMC is unbiased for Z.
+
+As a normaliser for other rewards theta the final weighted particle system
+{x_k, Wbar_k} (complete ancestral paths) at the reference reward r_ref is reweighted:
+
+    Z_hat(theta) = Z_hat_ref * sum_k Wbar_k exp(R_theta(x_k) - R_ref(x_k)),
+
+which is again unbiased (E[Z_hat_ref sum_k Wbar_k f(x_k)] = gamma_T(f)) and differentiable
+with fixed particles. The normaliser resamples once more at T (multinomial, unbiased), so
+its bank holds K equally weighted paths and the bank machinery of
+:class:`TrajectoryBankNormalizer` applies with offsets c_k = log Z_hat_ref - R_ref(x_k).
+Its ``diagnostics`` (ESS, k-hat) therefore describe only the reweighting from r_ref to
+theta, not the variance of the sweep itself: read ``ess_history`` and
+``num_unique_paths`` for that (or repeat sweeps with different seeds). The reference reward is
+updated by ``refresh(step_rewards)`` (e.g. by
+:class:`bayes_irl.inference.guide_policy.GuidePolicyTrainer`).
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from bayes_irl.inference.importance import (
+    KhatPolicy,
+    PolicyProposal,
+    Proposal,
+    TrajectoryBankNormalizer,
+    TwistedProposal,
+    _check_positive_int,
+    _make_generator,
+    check_step_rewards,
+    trajectory_returns,
+)
+from bayes_irl.mdp import TabularMDP
+
+__all__ = ["SMCNormalizer", "smc_log_normalizer"]
+
+
+def smc_log_normalizer(
+    proposal: Proposal,
+    step_rewards: torch.Tensor,
+    num_particles: int,
+    *,
+    twist: torch.Tensor | None = None,
+    ess_threshold: float = 0.5,
+    generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]:
+    """Run one SMC sweep at ``step_rewards`` (S, A).
+
+    Args:
+        proposal: the per-step kernel (any :class:`Proposal`).
+        step_rewards: ``r[s, a]``, shape (S, A).
+        num_particles: K >= 2.
+        twist: optional psi of shape (T + 1, S); ``psi[T]`` is ignored (taken as 0).
+        ess_threshold: resample when ESS < ess_threshold * K; in [0, 1] (0: never, which is
+            plain importance sampling; 1: every step).
+        generator: torch generator.
+
+    Returns:
+        ``(log_z, trajectories, log_weights, ess_history)``: the scalar log Z_hat, the
+        final particles' full ancestral paths (K, T + 1, 2), their final unnormalised
+        log-weights (K,) and the ESS of the weights before each resampling decision
+        (t = 1..T-1) and at the end (T entries in all).
+    """
+    mdp = proposal.mdp
+    step_rewards = check_step_rewards(mdp, step_rewards).detach()
+    if step_rewards.dim() != 2:
+        raise ValueError(f"step_rewards must have shape (S, A); got {tuple(step_rewards.shape)}")
+    k = _check_positive_int(num_particles, "num_particles", minimum=2)
+    if not 0 <= float(ess_threshold) <= 1:
+        raise ValueError(f"ess_threshold must lie in [0, 1]; got {ess_threshold!r}")
+    horizon = mdp.horizon
+    psi = torch.zeros(horizon + 1, mdp.num_states, dtype=mdp.dtype, device=mdp.device)
+    if twist is not None:
+        if twist.shape != psi.shape:
+            raise ValueError(
+                f"twist must have shape (T + 1, S) = {tuple(psi.shape)}; got {tuple(twist.shape)}"
+            )
+        psi[:horizon] = twist.detach()[:horizon]
+    log_k = math.log(k)
+    ess_history: list[float] = []
+    with torch.no_grad():
+        state, log_w = proposal.initial(k, generator=generator)
+        log_w = log_w + psi[0][state]
+        log_z = torch.zeros((), dtype=mdp.dtype, device=mdp.device)
+        states = torch.empty(k, horizon + 1, dtype=torch.int64, device=mdp.device)
+        actions = torch.full((k, horizon + 1), -1, dtype=torch.int64, device=mdp.device)
+        states[:, 0] = state
+        for t in range(horizon):
+            if t > 0:
+                w = torch.softmax(log_w, -1)
+                ess_history.append(float(1.0 / (w**2).sum()))
+                if ess_history[-1] < ess_threshold * k:
+                    log_z = log_z + torch.logsumexp(log_w, -1) - log_k
+                    index = torch.multinomial(w, k, replacement=True, generator=generator)
+                    states, actions, state = states[index], actions[index], state[index]
+                    log_w = torch.zeros_like(log_w)
+            action, next_state, lw = proposal.step(t, state, generator=generator)
+            log_w = (
+                log_w + step_rewards[state, action] + lw + psi[t + 1][next_state] - psi[t][state]
+            )
+            actions[:, t] = action
+            states[:, t + 1] = next_state
+            state = next_state
+        log_z = log_z + torch.logsumexp(log_w, -1) - log_k
+        ess_history.append(float(1.0 / (torch.softmax(log_w, -1) ** 2).sum()))
+    trajectories = torch.stack([states, actions], dim=-1)
+    return log_z, trajectories, log_w, ess_history
+
+
+class SMCNormalizer(TrajectoryBankNormalizer):
+    """Sequential Monte Carlo estimate of log Z (see the module docstring).
+
+    Args:
+        mdp: the MDP (base measure).
+        proposal: the per-step kernel: a :class:`PolicyProposal` (true dynamics or a
+            simulator) or a :class:`TwistedProposal`; default uniform policy.
+        num_particles: K >= 2.
+        reference_rewards: ``r_ref[s, a]`` (S, A) to run the first sweep at; default zeros.
+        twist: ``"proposal"`` (default: the proposal's ``twist`` if it has one, else none),
+            ``None`` (no twist), or a tensor psi of shape (T + 1, S).
+        ess_threshold: resampling threshold in [0, 1].
+        kind: ``"global"`` only.
+        khat_policy: ``"warn"``, ``"raise"`` or ``"ignore"`` (see ImportanceNormalizer).
+        seed: seeds the private generator (default 0) unless ``generator`` is given.
+        generator: a torch.Generator.
+
+    Attributes:
+        reference_log_z: log Z_hat_SMC of the last sweep (float).
+        num_resamples: intermediate resampling steps in the last sweep.
+        ess_history: ESS before each resampling decision and at the end (T floats).
+        num_unique_paths: distinct full paths in the bank (path degeneracy).
+
+    Example:
+        >>> from bayes_irl import GridWorld
+        >>> world = GridWorld.create(size=3, horizon=4, seed=0)
+        >>> norm = SMCNormalizer(world.mdp, num_particles=64)
+        >>> norm.refresh(world.true_step_rewards()).log_normalizer(world.true_step_rewards()).shape
+        torch.Size([])
+    """
+
+    def __init__(
+        self,
+        mdp: TabularMDP,
+        proposal: Proposal | None = None,
+        *,
+        num_particles: int = 1000,
+        reference_rewards: torch.Tensor | None = None,
+        twist="proposal",
+        ess_threshold: float = 0.5,
+        kind: str = "global",
+        khat_policy: KhatPolicy = "warn",
+        seed: int | None = None,
+        generator: torch.Generator | None = None,
+    ) -> None:
+        super().__init__(mdp, kind=kind, khat_policy=khat_policy)
+        self.num_particles = _check_positive_int(num_particles, "num_particles", minimum=2)
+        if not 0 <= float(ess_threshold) <= 1:
+            raise ValueError(f"ess_threshold must lie in [0, 1]; got {ess_threshold!r}")
+        self.ess_threshold = float(ess_threshold)
+        proposal = PolicyProposal(mdp) if proposal is None else proposal
+        if not isinstance(proposal, Proposal):
+            raise ValueError(f"proposal must be a Proposal; got {type(proposal).__name__}")
+        if proposal.mdp is not mdp:
+            raise ValueError("proposal must be built on the same mdp as the normaliser")
+        if not (twist is None or twist == "proposal" or torch.is_tensor(twist)):
+            raise ValueError(f"twist must be 'proposal', None or a (T + 1, S) tensor; got {twist!r}")
+        self.proposal = proposal
+        self.twist = twist
+        self.generator = _make_generator(generator, seed, mdp.device)
+        if reference_rewards is None:
+            reference_rewards = torch.zeros(
+                mdp.num_states, mdp.num_actions, dtype=mdp.dtype, device=mdp.device
+            )
+        self.reference_log_z = math.nan
+        self.num_resamples = 0
+        self.refresh(reference_rewards)
+
+    def _twist_tensor(self) -> torch.Tensor | None:
+        if self.twist is None:
+            return None
+        if isinstance(self.twist, str):
+            return self.proposal.twist if isinstance(self.proposal, TwistedProposal) else None
+        return self.twist
+
+    def refresh(self, step_rewards: torch.Tensor | None = None) -> SMCNormalizer:
+        """Run a new sweep at ``step_rewards`` (S, A) (default: the last reference); ``self``."""
+        if step_rewards is None:
+            step_rewards = self._reference
+        step_rewards = check_step_rewards(self.mdp, step_rewards).detach()
+        log_z, trajectories, log_w, ess_history = smc_log_normalizer(
+            self.proposal, step_rewards, self.num_particles, twist=self._twist_tensor(),
+            ess_threshold=self.ess_threshold, generator=self.generator,
+        )
+        # Final multinomial resampling: the bank is K equally weighted particles of P_ref.
+        index = torch.multinomial(
+            torch.softmax(log_w, -1), self.num_particles, replacement=True,
+            generator=self.generator,
+        )
+        trajectories = trajectories[index]
+        self._reference = step_rewards
+        offsets = log_z - trajectory_returns(step_rewards, trajectories)
+        self._set_bank(trajectories, offsets)
+        self.reference_log_z = float(log_z)
+        self.ess_history = ess_history
+        self.num_resamples = sum(
+            e < self.ess_threshold * self.num_particles for e in ess_history[:-1]
+        )
+        self.num_unique_paths = int(torch.unique(trajectories, dim=0).shape[0])
+        return self
+
+    def __repr__(self) -> str:
+        return (
+            f"SMCNormalizer(K={self.num_particles}, proposal={type(self.proposal).__name__}, "
+            f"ess_threshold={self.ess_threshold}, mdp={self.mdp!r})"
+        )
