@@ -487,7 +487,7 @@ class TrajectoryBankNormalizer:
         log_w = self.log_weights(step_rewards)
         log_z = torch.logsumexp(log_w, dim=-1) - math.log(log_w.shape[-1])
         if log_w[..., 0].numel() == 1:
-            self._diagnose(log_w.reshape(-1))
+            self._diagnose(log_w.detach().reshape(-1))
         return log_z
 
     def _diagnose(self, log_w: torch.Tensor) -> None:

@@ -183,8 +183,10 @@ class SMCNormalizer(TrajectoryBankNormalizer):
             raise ValueError(f"proposal must be a Proposal; got {type(proposal).__name__}")
         if proposal.mdp is not mdp:
             raise ValueError("proposal must be built on the same mdp as the normaliser")
-        if not (twist is None or twist == "proposal" or torch.is_tensor(twist)):
-            raise ValueError(f"twist must be 'proposal', None or a (T + 1, S) tensor; got {twist!r}")
+        if not (twist is None or torch.is_tensor(twist) or twist == "proposal"):
+            raise ValueError(
+                f"twist must be 'proposal', None or a (T + 1, S) tensor; got {twist!r}"
+            )
         self.proposal = proposal
         self.twist = twist
         self.generator = _make_generator(generator, seed, mdp.device)
