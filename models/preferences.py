@@ -8,7 +8,8 @@ reward models as the demonstrations (:mod:`bayes_irl.rewards`):
 **Bradley-Terry** (Bradley & Terry 1952) with rationality temperature beta: for a pair
 (x_1, x_2) and outcome y = 1 when x_1 is preferred, y = 0 when x_2 is,
 
-    P(y = 1) = sigma(beta (R(x_1) - R(x_2))) = exp(beta R(x_1)) / (exp(beta R(x_1)) + exp(beta R(x_2))).
+    P(y = 1) = sigma(beta (R(x_1) - R(x_2)))
+             = exp(beta R(x_1)) / (exp(beta R(x_1)) + exp(beta R(x_2))).
 
 This IS the maxent model P(x | C) ∝ exp(beta R(x)) on the two-element choice set
 C = {x_1, x_2} with uniform base measure (:func:`choice_set_mdp` makes that executable).
@@ -224,7 +225,7 @@ class BradleyTerry(TorchDistribution):
         table = table.expand(*shape, 3)
         return table.gather(-1, index.expand(shape).unsqueeze(-1)).squeeze(-1)
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape=()) -> torch.Tensor:
         """Draw outcomes, shape ``sample_shape + batch_shape`` (global torch RNG)."""
         with torch.no_grad():
             probs = self.outcome_log_probs().exp()
@@ -304,7 +305,7 @@ class PlackettLuce(TorchDistribution):
         tail = torch.logcumsumexp(ordered.flip(-1), -1).flip(-1)  # log sum_{l >= j}
         return (ordered - tail).sum(-1)
 
-    def sample(self, sample_shape=torch.Size()) -> torch.Tensor:
+    def sample(self, sample_shape=()) -> torch.Tensor:
         """Draw rankings by the Gumbel-max trick, shape ``sample_shape + batch + (k,)``."""
         with torch.no_grad():
             shape = torch.Size(sample_shape) + self.batch_shape + self.event_shape
