@@ -472,7 +472,7 @@ class GuidePolicyTrainer:
                 weights = torch.softmax(lw, -1).mean(0)  # (K,)
             log_q = policy.trajectory_log_prob(norm.states, norm.actions)
             loss = -(weights * log_q).sum()
-            value = -float(loss)
+            value = -float(loss.detach())
         self.optimizer.zero_grad()
         loss.backward()
         self.optimizer.step()
