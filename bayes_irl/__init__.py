@@ -5,10 +5,16 @@ posterior p(theta | demonstrations) with SVI, NUTS/HMC and friends, and hands it
 ArviZ. See the README and ``DESIGN.md`` for the math and the layout.
 """
 
-from bayes_irl.mdp import TabularMDP
-from bayes_irl.trajectories import PAD, TrajectoryBatch
-from bayes_irl.rewards import LinearReward, MLPReward, RewardModel, TabularReward, check_identifiable
 from bayes_irl.gridworld import GridWorld
+from bayes_irl.mdp import TabularMDP
+from bayes_irl.rewards import (
+    LinearReward,
+    MLPReward,
+    RewardModel,
+    TabularReward,
+    check_identifiable,
+)
+from bayes_irl.trajectories import PAD, TrajectoryBatch
 
 __version__ = "0.1.0"
 

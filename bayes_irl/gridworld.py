@@ -58,7 +58,12 @@ def _designer_features(size: int) -> tuple[np.ndarray, list[str]]:
     goal_distance = (size - 1 - rows) + (size - 1 - cols)
     lo, hi = size // 3, size - size // 3
     hazard = ((rows >= lo) & (rows < hi) & (cols >= lo) & (cols < hi)).astype(float)
-    columns = [np.exp(-goal_distance / max(size / 2, 1)), hazard, rows / (size - 1), cols / (size - 1)]
+    columns = [
+        np.exp(-goal_distance / max(size / 2, 1)),
+        hazard,
+        rows / (size - 1),
+        cols / (size - 1),
+    ]
     return np.stack(columns, -1), ["goal", "hazard", "row", "col"]
 
 
@@ -121,7 +126,9 @@ class GridWorld:
         num_states = size * size
         if features == "designer":
             if num_features != 4:
-                raise ValueError(f"designer features have K = 4 columns; got num_features={num_features}")
+                raise ValueError(
+                    f"designer features have K = 4 columns; got num_features={num_features}"
+                )
             raw, names = _designer_features(size)
         elif features == "random":
             if not 1 <= num_features < num_states:

@@ -112,9 +112,7 @@ class TabularMDP:
         """
         p = _as_tensor(transitions, name="transitions", dtype=dtype, device=device)
         if p.dim() != 3 or p.shape[0] != p.shape[2]:
-            raise ValueError(
-                f"transitions must have shape (S, A, S); got {tuple(p.shape)}"
-            )
+            raise ValueError(f"transitions must have shape (S, A, S); got {tuple(p.shape)}")
         _check_finite(p, "transitions")
         if (p < 0).any():
             s, a, s2 = (p < 0).nonzero()[0].tolist()
@@ -311,7 +309,9 @@ class TabularMDP:
         """Return ``log p(s' | s, a)`` elementwise (``-inf`` where impossible).
 
         Args:
-            states, actions, next_states: int tensors of one broadcastable shape.
+            states: int tensor of s, any shape broadcastable with the others.
+            actions: int tensor of a.
+            next_states: int tensor of s'.
 
         Returns:
             Tensor of the broadcast shape.

@@ -91,7 +91,9 @@ def _state_action_features(features: torch.Tensor, num_actions: int | None) -> t
             raise ValueError("num_actions is required with state features of shape (S, K)")
         return features.unsqueeze(1).expand(-1, num_actions, -1)
     if features.dim() != 3:
-        raise ValueError(f"features must have shape (S, K) or (S, A, K); got {tuple(features.shape)}")
+        raise ValueError(
+            f"features must have shape (S, K) or (S, A, K); got {tuple(features.shape)}"
+        )
     return features
 
 

@@ -151,7 +151,7 @@ class Posterior:
             "inference_library": "pyro",
             "inference_library_version": pyro.__version__,
             "bayes_irl_version": _version(),
-            "torch_version": torch.__version__,
+            "torch_version": str(torch.__version__),
             "arviz_version": az.__version__,
             "python_version": platform.python_version(),
             "method": self.method,
@@ -169,6 +169,9 @@ class Posterior:
             dims=dims,
             attrs=attrs,
         )
+        # Record provenance on every group, so it survives extracting a single group.
+        for group in idata.groups():
+            idata[group].attrs.update(attrs)
         for extra_name, (values, extra_dim) in self.extra.get("sample_stats_extra", {}).items():
             idata.sample_stats[extra_name] = ((extra_dim,), np.asarray(values))
         return idata
@@ -181,7 +184,7 @@ def _version() -> str:
 
 
 def _netcdf_attr(value):
-    """netCDF attributes take str and numbers only: convert the rest to str."""
+    """NetCDF attributes take str and numbers only: convert the rest to str."""
     if isinstance(value, bool) or value is None:
         return str(value)
     if isinstance(value, (int, float, str, np.integer, np.floating)):

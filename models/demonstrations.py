@@ -113,8 +113,13 @@ class DemonstrationModel:
             f"data must be a TrajectoryBatch or a (n, T + 1, 2) tensor; got {type(data).__name__}"
         )
 
-    def __call__(self, data: torch.Tensor | None = None, *, subsample: bool = True,
-                 num_demonstrations: int | None = None) -> torch.Tensor:
+    def __call__(
+        self,
+        data: torch.Tensor | None = None,
+        *,
+        subsample: bool = True,
+        num_demonstrations: int | None = None,
+    ) -> torch.Tensor:
         """Run the model.
 
         Args:
@@ -151,8 +156,11 @@ class DemonstrationModel:
         batch = TrajectoryBatch.from_tensor(data.cpu())
         mdp = self.mdp
         features = mdp.features[:, 0, :] if mdp.state_features else mdp.features
-        feature_dims = ["mdp_state", "feature"] if mdp.state_features else [
-            "mdp_state", "mdp_action", "feature"]
+        feature_dims = (
+            ["mdp_state", "feature"]
+            if mdp.state_features
+            else ["mdp_state", "mdp_action", "feature"]
+        )
         return {
             "observed_data": {
                 "states": batch.states.numpy(),

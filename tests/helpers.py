@@ -1,0 +1,70 @@
+"""Small exact references shared by the tests: tiny MDPs and brute-force enumeration."""
+
+import itertools
+
+import torch
+
+from bayes_irl import TabularMDP
+
+
+def tiny_mdp(
+    *,
+    seed=0,
+    num_states=3,
+    num_actions=2,
+    horizon=3,
+    num_features=2,
+    deterministic=False,
+    action_base=True,
+    state_features=False,
+):
+    """A random tiny MDP with some zero transitions and a non-uniform action base measure."""
+    g = torch.Generator().manual_seed(seed)
+    if deterministic:
+        succ = torch.randint(num_states, (num_states, num_actions), generator=g)
+        p = torch.nn.functional.one_hot(succ, num_states).to(torch.float64)
+    else:
+        p = torch.rand(num_states, num_actions, num_states, generator=g, dtype=torch.float64)
+        p[0, 0, -1] = 0.0  # a zero entry exercises padding in the sparse form
+        p = p / p.sum(-1, keepdim=True)
+    init = torch.rand(num_states, generator=g, dtype=torch.float64)
+    shape = (
+        (num_states, num_features) if state_features else (num_states, num_actions, num_features)
+    )
+    features = torch.randn(*shape, generator=g, dtype=torch.float64)
+    base = None
+    if action_base:
+        base = torch.log_softmax(
+            torch.randn(num_states, num_actions, generator=g, dtype=torch.float64), -1
+        )
+    return TabularMDP.from_dense(
+        transitions=p,
+        initial=init / init.sum(),
+        features=features,
+        horizon=horizon,
+        action_log_base=base,
+    )
+
+
+def all_trajectories(mdp):
+    """Every (s_0, a_0, ..., s_T) of the MDP in the (N, T + 1, 2) encoding."""
+    T, S, A = mdp.horizon, mdp.num_states, mdp.num_actions
+    rows = []
+    for states in itertools.product(range(S), repeat=T + 1):
+        for actions in itertools.product(range(A), repeat=T):
+            rows.append(torch.tensor([list(states), list(actions) + [-1]]).T)
+    return torch.stack(rows)
+
+
+def brute_force_log_weights(mdp, step_rewards, trajectories):
+    """log b(x) + R(x) for every trajectory (-inf where b = 0), by explicit loops."""
+    dense = mdp.dense_transitions()
+    out = []
+    for x in trajectories:
+        s, a = x[:, 0], x[:-1, 1]
+        total = mdp.initial[s[0]].log()
+        for t in range(mdp.horizon):
+            total = total + step_rewards[s[t], a[t]] + mdp.action_log_base[s[t], a[t]]
+            total = total + dense[s[t], a[t], s[t + 1]].log()
+        out.append(total)
+    return torch.stack(out)

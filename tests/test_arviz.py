@@ -1,0 +1,78 @@
+"""The Posterior -> ArviZ converter: groups, dims, log_likelihood, NetCDF round trip."""
+
+import arviz as az
+import numpy as np
+import pytest
+import torch
+
+from bayes_irl import GridWorld
+from bayes_irl.inference import ExactNormalizer, fit, pointwise_log_likelihood
+from bayes_irl.models import DemonstrationModel, MaxEntTrajectory
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    world = GridWorld.create(size=3, horizon=4, seed=2)
+    demos = world.sample_demonstrations(40, seed=0)
+    model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
+    post = fit(
+        model,
+        demos,
+        method="nuts",
+        num_samples=60,
+        warmup_steps=60,
+        num_chains=2,
+        progress_bar=False,
+    )
+    return world, demos, model, post
+
+
+def test_groups_dims_and_coords(fitted):
+    world, demos, _, post = fitted
+    idata = post.to_inference_data()
+    for group in ("posterior", "sample_stats", "log_likelihood", "observed_data", "constant_data"):
+        assert group in idata.groups()
+    assert idata.posterior["weights"].dims == ("chain", "draw", "feature")
+    assert list(idata.posterior["feature"].values) == list(world.mdp.feature_names)
+    assert idata.log_likelihood["demonstrations"].shape == (2, 60, 40)
+    assert idata.observed_data["states"].shape == (40, 5)
+    assert idata.sample_stats["diverging"].shape == (2, 60)
+    assert idata.posterior.attrs["method"] == "nuts"
+    assert "ExactNormalizer" in idata.posterior.attrs["normalizer"]
+    summary = az.summary(idata, var_names=["weights"])
+    assert np.isfinite(summary["r_hat"]).all()
+    loo = az.loo(idata, pointwise=True)
+    assert loo.pareto_k.shape == (40,)
+
+
+def test_log_likelihood_equals_direct_log_prob(fitted):
+    world, demos, model, post = fitted
+    flat = post.flat_samples()
+    ll, joint = pointwise_log_likelihood(
+        model, model.prepare_data(demos), {k: v[:5] for k, v in flat.items()}
+    )
+    for i in range(5):
+        r = world.reward_model.step_rewards(flat["weights"][i])
+        direct = MaxEntTrajectory(r, ExactNormalizer(world.mdp)).log_prob(demos.as_tensor())
+        assert torch.allclose(ll["demonstrations"][i], direct, atol=1e-10)
+        prior = world.reward_model.prior.log_prob(flat["weights"][i]).sum()
+        assert joint[i].item() == pytest.approx((prior + direct.sum()).item(), abs=1e-8)
+
+
+def test_netcdf_round_trip(fitted, tmp_path):
+    *_, post = fitted
+    idata = post.to_inference_data()
+    path = tmp_path / "posterior.nc"
+    idata.to_netcdf(str(path))
+    again = az.from_netcdf(str(path))
+    np.testing.assert_allclose(again.posterior["weights"].values, idata.posterior["weights"].values)
+    assert again.posterior.attrs["method"] == "nuts"
+
+
+def test_svi_posterior_single_chain_with_loss_trace(fitted):
+    _, demos, model, _ = fitted
+    post = fit(model, demos, method="svi", num_steps=200, num_samples=50, progress_bar=False)
+    idata = post.to_inference_data()
+    assert idata.posterior["weights"].shape == (1, 50, 4)
+    assert idata.sample_stats["loss"].shape == (200,)
+    assert idata.posterior.attrs["guide"] == "AutoMultivariateNormal"
