@@ -18,6 +18,7 @@ everything ArviZ documents (``az.plot_khat``, ``az.plot_compare``) works on them
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Mapping
 
 import arviz as az
@@ -133,9 +134,13 @@ def compare(
             name: _renamed(idata, names[name], target) for name, idata in idatas.items()
         }
         names = dict.fromkeys(names, target)
-    return az.compare(
-        idatas, ic=ic, method=method, var_name=next(iter(names.values())), **options
-    )
+    with warnings.catch_warnings():
+        # ArviZ 0.23 calls DataFrame.sort_values(inplace=True), deprecated in pandas 3.1;
+        # harmless, and nothing the caller can act on.
+        warnings.filterwarnings("ignore", message="The inplace keyword")
+        return az.compare(
+            idatas, ic=ic, method=method, var_name=next(iter(names.values())), **options
+        )
 
 
 def _renamed(idata: az.InferenceData, old: str, new: str) -> az.InferenceData:
