@@ -169,3 +169,41 @@ def test_errors(env):
 
     with pytest.raises(ValueError, match="deterministic transitions"):
         enumerate_trajectories(GridWorld.create(size=2, num_features=2, horizon=2, slip=0.2).mdp, 0)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_guide_policy_trained_by_importance_normaliser_is_the_rlhf_policy(env, seed):
+    """The guide policy of the ImportanceNormalizer (inference/importance.py), trained by
+    GuidePolicyTrainer (inference/guide_policy.py, REINFORCE on the reverse KL), converges to
+    pi* = pi_ref exp(R / beta) / Z: the guide IS an RLHF policy."""
+    from bayes_irl.inference.guide_policy import GuidePolicyTrainer
+    from bayes_irl.inference.importance import ImportanceNormalizer, PolicyProposal
+    from bayes_irl.policies import TabularPolicy
+
+    beta = 0.5
+    r = env.true_step_rewards()
+    target = rlhf_policy(env.mdp, r, beta=beta)
+
+    def kl_to_target(log_q):
+        """E_y KL(pi_guide(.|y) || pi*(.|y)) by enumeration, contexts uniform."""
+        total = 0.0
+        for y in range(env.num_contexts):
+            xs = env.enumerate_responses(y)
+            lq, lp = policy_log_prob(log_q, xs), policy_log_prob(target, xs)
+            total += float((lq.exp() * (lq - lp)).sum()) / env.num_contexts
+        return total
+
+    # start at pi_ref (the RLHF initialisation; -inf logits stay -inf: zero gradient)
+    logits = env.mdp.action_log_base.expand(env.max_length, -1, -1)
+    policy = TabularPolicy.for_mdp(env.mdp, logits=logits)
+    norm = ImportanceNormalizer(env.mdp, PolicyProposal(env.mdp, policy), num_samples=500,
+                                seed=seed, khat_policy="ignore")
+    before = kl_to_target(policy.log_probs().detach())
+    trainer = GuidePolicyTrainer(norm, method="reverse_kl", num_steps=300, num_samples=256,
+                                 learning_rate=0.05, seed=seed)
+    trainer.train(r / beta)
+    after = kl_to_target(policy.log_probs().detach())
+    # measured: 8.3 nats at pi_ref, 0.016-0.028 after 300 REINFORCE steps (seeds 0-2); the
+    # remainder is the stochastic-gradient noise floor at this step size, so 0.1 is the bound
+    assert before > 5.0
+    assert after < 0.1
