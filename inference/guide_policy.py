@@ -40,6 +40,7 @@ from bayes_irl.inference.importance import (
     Proposal,
     _check_positive_int,
     _make_generator,
+    bank_diagnostics,
     check_step_rewards,
     trajectory_returns,
 )
@@ -220,9 +221,7 @@ class GuidePolicyTrainer:
         self.normalizer.refresh(step_rewards.detach())
         with torch.no_grad():
             log_w = self.normalizer.log_weights(step_rewards.detach())
-        from bayes_irl.inference.diagnostics import importance_diagnostics
-
-        diag = importance_diagnostics(log_w)
+        diag = bank_diagnostics(log_w)
         self.log.khat.append(diag.khat)
         self.log.ess.append(diag.ess)
         self.log.log_z.append(diag.log_z)

@@ -66,6 +66,7 @@ __all__ = [
     "ImportanceSamplingError",
     "ImportanceWarning",
     "PolicyProposal",
+    "bank_diagnostics",
     "Proposal",
     "TwistedProposal",
     "trajectory_returns",
@@ -154,6 +155,20 @@ def trajectory_returns(step_rewards: torch.Tensor, trajectories: torch.Tensor) -
     flat = step_rewards.reshape(*step_rewards.shape[:-2], num_states * num_actions)
     per_step = flat[..., index].reshape(*flat.shape[:-1], *states.shape)  # (..., K, T)
     return torch.where(observed, per_step, torch.zeros_like(per_step)).sum(-1)
+
+
+def bank_diagnostics(log_weights: torch.Tensor) -> ImportanceDiagnostics:
+    """:func:`importance_diagnostics` of log-weights (K,), with k-hat = -inf for equal weights.
+
+    ArviZ's PSIS fit returns k-hat = inf when every weight is equal (an exact proposal);
+    equal weights are the best case, so k-hat is reported as -inf there.
+    """
+    log_weights = log_weights.detach().reshape(-1)
+    diagnostics = importance_diagnostics(log_weights)
+    spread = float(log_weights.max() - log_weights.min())
+    if spread < 1e-9 * max(1.0, float(log_weights.abs().max())):
+        diagnostics = dataclasses.replace(diagnostics, khat=-math.inf)
+    return diagnostics
 
 
 # ---------------------------------------------------------------------------- proposals
@@ -491,12 +506,7 @@ class TrajectoryBankNormalizer:
         return log_z
 
     def _diagnose(self, log_w: torch.Tensor) -> None:
-        diagnostics = importance_diagnostics(log_w)
-        spread = float(log_w.max() - log_w.min())
-        if spread < 1e-9 * max(1.0, float(log_w.abs().max())):
-            # equal weights (exact proposal): ArviZ's PSIS fit returns k-hat = inf there
-            diagnostics = dataclasses.replace(diagnostics, khat=-math.inf)
-        self.diagnostics = diagnostics
+        self.diagnostics = bank_diagnostics(log_w)
         khat = self.diagnostics.khat
         if self.khat_policy == "ignore" or not khat > KHAT_THRESHOLD:
             return
