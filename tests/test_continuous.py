@@ -53,7 +53,8 @@ def make_normalizer(mdp, *, num_samples, init_std=3.0, seed=1, policy=None):
 
 # ---------------------------------------------------------------------------- layout, reward
 def test_layout_matches_mdp_flatten(mdp):
-    states, actions = sample_demonstrations(mdp, THETA, 5, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    states, actions = sample_demonstrations(mdp, THETA, 5, generator=generator)
     layout = TrajectoryLayout(10, 2, 1)
     z = layout.flatten(states, actions)
     assert torch.equal(z, mdp.flatten(states, actions))
@@ -62,7 +63,8 @@ def test_layout_matches_mdp_flatten(mdp):
 
 
 def test_quadratic_reward_matches_mdp_returns_batched(mdp):
-    states, actions = sample_demonstrations(mdp, THETA, 6, generator=torch.Generator().manual_seed(0))
+    generator = torch.Generator().manual_seed(0)
+    states, actions = sample_demonstrations(mdp, THETA, 6, generator=generator)
     theta = torch.rand(4, 1, 3, dtype=torch.float64) + 0.1
     reward = QuadraticReward(2, 1)
     got = reward.returns(theta, states, actions)
@@ -172,7 +174,9 @@ def test_resample_and_model_sampling(mdp):
     assert z.shape == (7, 2, mdp.trajectory_dim)
     model = ContinuousDemonstrationModel(QuadraticReward(2, 1), norm)
     assert model(None, num_demonstrations=4).shape == (4, mdp.trajectory_dim)
-    exact_model = ContinuousDemonstrationModel(QuadraticReward(2, 1), LinearQuadraticNormalizer(mdp))
+    exact_model = ContinuousDemonstrationModel(
+        QuadraticReward(2, 1), LinearQuadraticNormalizer(mdp)
+    )
     assert exact_model(None, num_demonstrations=3).shape == (3, mdp.trajectory_dim)
 
 
@@ -203,6 +207,7 @@ def lq_fits(mdp):
     return exact, approx, norm
 
 
+@pytest.mark.slow  # two 1500-step SVI fits: ~15 s CPU, 30 s wall on the loaded machine
 def test_importance_posterior_matches_exact_posterior(lq_fits):
     exact, approx, norm = lq_fits
     z = (approx.mean() - exact.mean()) / exact.std()
@@ -234,8 +239,10 @@ def test_errors_named(mdp):
     with pytest.raises(ValueError, match="control_cost"):
         NeuralStateReward(2, 1, control_cost=0.0)
     with pytest.raises(ValueError, match="contains NaN"):
-        ContinuousMaxEntTrajectory(torch.tensor([1.0, math.nan, 0.1]), reward,
-                                   LinearQuadraticNormalizer(mdp), layout=TrajectoryLayout(10, 2, 1))
+        ContinuousMaxEntTrajectory(
+            torch.tensor([1.0, math.nan, 0.1]), reward, LinearQuadraticNormalizer(mdp),
+            layout=TrajectoryLayout(10, 2, 1),
+        )
     model = ContinuousDemonstrationModel(reward, LinearQuadraticNormalizer(mdp))
     with pytest.raises(ValueError, match=r"states` must have shape"):
         model.prepare_data((states[:, :5], actions))
