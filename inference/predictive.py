@@ -7,9 +7,17 @@ replicate and on the observed data y, and locate T(y) in the replicated distribu
     p = 2 min( P(T(y^rep) >= T(y)), P(T(y^rep) <= T(y)) )      (two-sided, per component)
 
 A vector statistic T (K components) also gets one *omnibus* p-value, which avoids testing
-K components separately: with m and C the mean and covariance of the replicated T,
+K components separately: with m_c and v_c the mean and variance of component c of the
+replicated T,
 
-    d(t) = (t - m)^T C^+ (t - m),     p_omni = P( d(T(y^rep)) >= d(T(y)) ).
+    d(t) = sum_c (t_c - m_c)^2 / v_c,     p_omni = P( d(T(y^rep)) >= d(T(y)) ).
+
+Components that never vary across the replicates (v_c = 0, e.g. a state no replicate
+visits) are left out of d; an observed value away from such a constant still shows in the
+per-component table (``outside``). With few replicates, rare events make this common.
+A diagonal scale rather than the full covariance: with fewer replicates than components
+the covariance is singular and a pseudo-inverse Mahalanobis distance gives every replicate
+the same distance (p_omni degenerates to 0 or 1).
 
 Statistics (per item, then averaged over items, so ArviZ's ``plot_ppc`` can show the
 per-item distribution and ``plot_bpv`` the mean):
@@ -240,7 +248,8 @@ class PPCResult:
             ``replicated_mean``, ``replicated_sd``, ``lower``/``upper`` (central ``prob``
             interval of the replicated means), ``p_value`` (two-sided), ``outside``
             (observed outside the interval).
-        omnibus: statistic name -> omnibus (Mahalanobis) p-value, see the module docstring.
+        omnibus: statistic name -> omnibus p-value (standardised squared distance, see
+            the module docstring).
         statistics: statistic name -> :class:`PredictiveStatistic`.
         idata: the InferenceData with a ``posterior_predictive`` group (and the statistics
             added to ``observed_data``), ready for ``az.plot_ppc(idata, var_names=[...])``.
@@ -268,12 +277,14 @@ def _two_sided_p(replicated: np.ndarray, observed: np.ndarray) -> np.ndarray:
 def _omnibus_p(replicated: np.ndarray, observed: np.ndarray) -> float:
     rep = replicated.reshape(replicated.shape[0], -1)
     obs = observed.reshape(-1)
-    mean = rep.mean(0)
-    precision = np.linalg.pinv(np.atleast_2d(np.cov(rep, rowvar=False)), hermitian=True)
-    centred = rep - mean
-    d_rep = np.einsum("jc,cd,jd->j", centred, precision, centred)
-    d_obs = float((obs - mean) @ precision @ (obs - mean))
-    return float(np.mean(d_rep >= d_obs - 1e-9 * max(1.0, abs(d_obs))))
+    mean, var = rep.mean(0), rep.var(0, ddof=1)
+    constant = var <= 1e-12 * np.maximum(1.0, mean**2)
+    keep = ~constant
+    if not keep.any():
+        return 1.0
+    d_rep = ((rep[:, keep] - mean[keep]) ** 2 / var[keep]).sum(-1)
+    d_obs = float(((obs[keep] - mean[keep]) ** 2 / var[keep]).sum())
+    return float(np.mean(d_rep >= d_obs - 1e-9 * max(1.0, d_obs)))
 
 
 def _draw_index(num_chains: int, num_draws: int, per_chain: int) -> np.ndarray:
