@@ -30,3 +30,10 @@ __all__ = [
     "check_identifiable",
     "__version__",
 ]
+from bayes_irl.gaussian_policy import (  # noqa: E402
+    GaussianMLPPolicy,
+    GaussianPolicy,
+    LinearGaussianPolicy,
+)
+
+__all__ += ["GaussianMLPPolicy", "GaussianPolicy", "LinearGaussianPolicy"]

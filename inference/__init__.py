@@ -32,3 +32,10 @@ __all__ = [
     "sample_maxent_trajectories",
     "soft_values",
 ]
+from bayes_irl.inference.importance_continuous import (  # noqa: E402
+    GuidePolicyTrainer,
+    ImportanceWarning,
+    SimulatorImportanceNormalizer,
+)
+
+__all__ += ["GuidePolicyTrainer", "ImportanceWarning", "SimulatorImportanceNormalizer"]

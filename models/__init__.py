@@ -9,3 +9,18 @@ from bayes_irl.models.demonstrations import DemonstrationModel
 from bayes_irl.models.maxent import MaxEntTrajectory, TrajectoryConstraint
 
 __all__ = ["DemonstrationModel", "MaxEntTrajectory", "TrajectoryConstraint"]
+from bayes_irl.models.continuous import (  # noqa: E402
+    ContinuousDemonstrationModel,
+    ContinuousMaxEntTrajectory,
+    NeuralStateReward,
+    QuadraticReward,
+    TrajectoryLayout,
+)
+
+__all__ += [
+    "ContinuousDemonstrationModel",
+    "ContinuousMaxEntTrajectory",
+    "NeuralStateReward",
+    "QuadraticReward",
+    "TrajectoryLayout",
+]
