@@ -37,3 +37,7 @@ from bayes_irl.gaussian_policy import (  # noqa: E402
 )
 
 __all__ += ["GaussianMLPPolicy", "GaussianPolicy", "LinearGaussianPolicy"]
+
+from bayes_irl.sequences import TokenSequenceEnv  # noqa: E402
+
+__all__ += ["TokenSequenceEnv"]

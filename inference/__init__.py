@@ -39,3 +39,11 @@ from bayes_irl.inference.importance_continuous import (  # noqa: E402
 )
 
 __all__ += ["GuidePolicyTrainer", "ImportanceWarning", "SimulatorImportanceNormalizer"]
+
+from bayes_irl.inference.active import (  # noqa: E402
+    ActivePreferenceLearner,
+    expected_information_gain,
+    run_active_learning,
+)
+
+__all__ += ["ActivePreferenceLearner", "expected_information_gain", "run_active_learning"]

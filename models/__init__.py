@@ -24,3 +24,25 @@ __all__ += [
     "QuadraticReward",
     "TrajectoryLayout",
 ]
+
+from bayes_irl.models.preferences import (  # noqa: E402
+    BradleyTerry,
+    CombinedModel,
+    PairwiseComparisons,
+    PlackettLuce,
+    PreferenceModel,
+    Rankings,
+    simulate_comparisons,
+    simulate_rankings,
+)
+
+__all__ += [
+    "BradleyTerry",
+    "CombinedModel",
+    "PairwiseComparisons",
+    "PlackettLuce",
+    "PreferenceModel",
+    "Rankings",
+    "simulate_comparisons",
+    "simulate_rankings",
+]

@@ -343,9 +343,7 @@ def trajectory_returns(step_rewards: torch.Tensor, trajectories: torch.Tensor) -
         raise ValueError(
             f"trajectories hold states >= S = {num_states} or actions >= A = {num_actions}"
         )
-    flat_index = (states.clamp(min=0) * num_actions + actions.clamp(min=0)).to(
-        step_rewards.device
-    )
+    flat_index = (states.clamp(min=0) * num_actions + actions.clamp(min=0)).to(step_rewards.device)
     flat = step_rewards.reshape(*step_rewards.shape[:-2], num_states * num_actions)
     gathered = flat[..., flat_index]  # batch + (m, T)
     mask = observed.to(step_rewards.device)
@@ -524,9 +522,7 @@ class PreferenceModel:
         if ties == "davidson" and not (tie_strength is not None and tie_strength >= 0):
             raise ValueError(f"tie_strength must be >= 0 for Davidson ties; got {tie_strength!r}")
         if ties == "rao_kupper" and not (tie_strength is not None and tie_strength >= 1):
-            raise ValueError(
-                f"tie_strength must be >= 1 for Rao-Kupper ties; got {tie_strength!r}"
-            )
+            raise ValueError(f"tie_strength must be >= 1 for Rao-Kupper ties; got {tie_strength!r}")
         if subsample_size is not None and int(subsample_size) < 1:
             raise ValueError(f"subsample_size must be a positive int or None; got {subsample_size}")
         self.reward_model = reward_model
@@ -714,8 +710,9 @@ class PreferenceModel:
         dist_ = self.distribution(self.item_returns(step_rewards, data), data)
         return dist_.log_prob(self.observations(data, torch.arange(data.num_observations)))
 
-    def observe(self, step_rewards: torch.Tensor, data: PreparedPreferences, *,
-                subsample: bool = True) -> torch.Tensor:
+    def observe(
+        self, step_rewards: torch.Tensor, data: PreparedPreferences, *, subsample: bool = True
+    ) -> torch.Tensor:
         """Add the observation plate to the current Pyro program, given step rewards.
 
         Args:
@@ -800,8 +797,7 @@ class CombinedModel:
     def __init__(self, demonstrations: DemonstrationModel, preferences: PreferenceModel) -> None:
         if not isinstance(demonstrations, DemonstrationModel):
             raise ValueError(
-                "demonstrations must be a DemonstrationModel; got "
-                f"{type(demonstrations).__name__}"
+                f"demonstrations must be a DemonstrationModel; got {type(demonstrations).__name__}"
             )
         if not isinstance(preferences, PreferenceModel):
             raise ValueError(
@@ -874,8 +870,10 @@ class CombinedModel:
         b["coords"]["item_time"] = np.arange(data["preferences"].items.shape[1])
         for name in ("item_states", "item_actions"):
             b["dims"][name] = ["item", "item_time"]
-        return {key: {**a[key], **b[key]} for key in ("observed_data", "constant_data",
-                                                      "coords", "dims")}
+        return {
+            key: {**a[key], **b[key]}
+            for key in ("observed_data", "constant_data", "coords", "dims")
+        }
 
 
 # ---------------------------------------------------------------------------- simulation
@@ -930,8 +928,13 @@ def simulate_comparisons(
             raise ValueError(f"pairs must have shape ({num}, 2); got {tuple(pairs.shape)}")
         first, second = pairs[:, 0], pairs[:, 1]
     returns = _true_returns(model, true_weights, pool)
-    bt = BradleyTerry(returns[first], returns[second], beta=model.beta, ties=model.ties,
-                      tie_strength=model.tie_strength)
+    bt = BradleyTerry(
+        returns[first],
+        returns[second],
+        beta=model.beta,
+        ties=model.ties,
+        tie_strength=model.tie_strength,
+    )
     probs = bt.outcome_log_probs().exp()
     index = torch.multinomial(probs, 1, generator=generator).squeeze(-1)
     outcomes = torch.tensor([0.0, 1.0, TIE], dtype=torch.float64)[index]
