@@ -157,8 +157,7 @@ class TrajectoryLayout:
         """``z (..., d)`` -> ``(states (..., T+1, dx), actions (..., T, du))`` (views)."""
         if z.ndim < 1 or z.shape[-1] != self.trajectory_dim:
             raise ValueError(
-                f"`z` must have shape (..., d) = (..., {self.trajectory_dim}); "
-                f"got {tuple(z.shape)}"
+                f"`z` must have shape (..., d) = (..., {self.trajectory_dim}); got {tuple(z.shape)}"
             )
         T, dx, du = self.horizon, self.state_dim, self.action_dim
         batch = z.shape[:-1]
@@ -315,9 +314,7 @@ class QuadraticReward(ContinuousReward):
     def step_rewards(self, theta: Tensor, states: Tensor, actions: Tensor) -> Tensor:  # noqa: D102
         theta = self.check_theta(theta).to(states.dtype)
         q, r = theta[..., None, : self.state_dim], theta[..., None, self.state_dim :]
-        return -0.5 * (
-            (states[..., :-1, :].pow(2) * q).sum(-1) + (actions.pow(2) * r).sum(-1)
-        )
+        return -0.5 * ((states[..., :-1, :].pow(2) * q).sum(-1) + (actions.pow(2) * r).sum(-1))
 
     def returns(self, theta: Tensor, states: Tensor, actions: Tensor) -> Tensor:  # noqa: D102
         theta = self.check_theta(theta).to(states.dtype)
@@ -355,8 +352,10 @@ class NeuralStateReward(ContinuousReward):
         prior: dist.Distribution | None = None,
         dtype: torch.dtype = torch.float64,
     ) -> None:
-        dx, du, h = _dim(state_dim, "state_dim"), _dim(action_dim, "action_dim"), _dim(
-            hidden, "hidden"
+        dx, du, h = (
+            _dim(state_dim, "state_dim"),
+            _dim(action_dim, "action_dim"),
+            _dim(hidden, "hidden"),
         )
         if prior is None:
             prior = dist.Normal(torch.tensor(0.0, dtype=dtype), torch.tensor(1.0, dtype=dtype))
@@ -751,4 +750,3 @@ class ContinuousDemonstrationModel:
             },
             "dims": dims,
         }
-
