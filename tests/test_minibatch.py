@@ -54,3 +54,47 @@ def test_minibatch_posterior_matches_full_batch():
     mini = DemonstrationModel(world.reward_model, norm, subsample_size=50)
     mini_draws = run_svi(mini, data, seed=0, **options).samples["weights"][0]
     _check(mini_draws, mean, sd)
+
+
+# ---------------------------------------------------------------- sufficient statistics
+# The other way to make the cost per gradient independent of n (used by run_mcmc): for a
+# linear reward, the global model and full-length demonstrations, the log-likelihood is
+# theta . Phi - n log Z(theta) + const. Exact identity, so 1e-9 (float64 rounding of sums of
+# ~1e3 terms of size ~10).
+
+
+def _log_joint(model, data, theta):
+    import pyro.poutine as poutine
+
+    conditioned = poutine.condition(model, data={model.reward_model.site_name: theta})
+    return poutine.trace(conditioned).get_trace(data).log_prob_sum()
+
+
+def test_sufficient_statistics_potential_matches_model():
+    import pytest
+
+    from bayes_irl.inference.mcmc import run_mcmc, sufficient_statistics_potential
+
+    world = GridWorld.create(size=3, horizon=4, seed=0)
+    model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
+    data = model.prepare_data(world.sample_demonstrations(60, seed=2))
+    potential, site, dim = sufficient_statistics_potential(model, data)
+    assert site == "weights" and dim == 4
+    gen = torch.Generator().manual_seed(0)
+    thetas = [torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
+              for _ in range(2)]
+    u = [potential({site: t}) for t in thetas]
+    lj = [_log_joint(model, data, t) for t in thetas]
+    assert abs((u[0] - u[1]).item() + (lj[0] - lj[1]).item()) < 1e-9
+    (g_u,) = torch.autograd.grad(u[0], thetas[0])
+    (g_lj,) = torch.autograd.grad(lj[0], thetas[0])
+    torch.testing.assert_close(g_u, -g_lj, atol=1e-9, rtol=0)
+
+    causal = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp, kind="causal"))
+    assert sufficient_statistics_potential(causal, data) is None
+    truncated = data.clone()
+    truncated[0, -2, 1] = -1
+    truncated[0, -1, 0] = -1
+    assert sufficient_statistics_potential(model, truncated) is None
+    with pytest.raises(ValueError, match="sufficient_statistics=True needs"):
+        run_mcmc(causal, data, sufficient_statistics=True, num_samples=1, warmup_steps=0)
