@@ -526,7 +526,9 @@ class PreferenceModel:
         if subsample_size is not None and int(subsample_size) < 1:
             raise ValueError(f"subsample_size must be a positive int or None; got {subsample_size}")
         self.reward_model = reward_model
-        probe = reward_model.step_rewards(torch.zeros(reward_model.num_params, dtype=torch.float64))
+        features = getattr(reward_model, "features", None)
+        dtype = features.dtype if torch.is_tensor(features) else torch.float64
+        probe = reward_model.step_rewards(torch.zeros(reward_model.num_params, dtype=dtype))
         self.num_states, self.num_actions = probe.shape[-2:]
         if isinstance(mdp_or_items, TabularMDP):
             self.mdp, self.items = mdp_or_items, None

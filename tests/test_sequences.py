@@ -207,3 +207,22 @@ def test_guide_policy_trained_by_importance_normaliser_is_the_rlhf_policy(env, s
     # remainder is the stochastic-gradient noise floor at this step size, so 0.1 is the bound
     assert before > 5.0
     assert after < 0.1
+
+
+@pytest.mark.parametrize("reward", ["linear", "mlp"])
+def test_reward_modelling_from_preferences_on_sequences(env, reward):
+    """RLHF's reward-model step: Bradley-Terry comparisons of responses (trajectories of the
+    sequence MDP) scored by the same LinearReward / MLPReward; ArviZ gets one value per
+    comparison."""
+    from bayes_irl.inference import fit
+    from bayes_irl.models.preferences import PreferenceModel, simulate_comparisons
+
+    reward_model = env.reward_model if reward == "linear" else env.mlp_reward(hidden=2)
+    model = PreferenceModel(reward_model, env.mdp, beta=1.0)
+    truth_model = PreferenceModel(env.reward_model, env.mdp)
+    responses = env.enumerate_responses(0)  # pairs of responses to one prompt
+    data = simulate_comparisons(truth_model, env.true_weights, 30, seed=0, items=responses)
+    post = fit(model, data, method="svi", num_steps=20, num_samples=8, progress_bar=False)
+    idata = post.to_inference_data()
+    assert idata.log_likelihood["preferences"].shape == (1, 8, 30)
+    assert idata.posterior[reward_model.site_name].shape == (1, 8, reward_model.num_params)
