@@ -182,9 +182,7 @@ def continuation(
     return (gathered * probs).sum(-1)
 
 
-def _soft_values_reference(
-    mdp: TabularMDP, local: torch.Tensor, kind: MaxEntKind
-) -> torch.Tensor:
+def _soft_values_reference(mdp: TabularMDP, local: torch.Tensor, kind: MaxEntKind) -> torch.Tensor:
     """Log-space recursion with autograd: local (..., S, A) -> V (..., T + 1, S)."""
     value = torch.zeros(local.shape[:-1], dtype=local.dtype, device=local.device)
     values = [value]
@@ -203,49 +201,51 @@ def _soft_values_reference(
 
 def _fast_forward(
     mdp: TabularMDP, op: _TransitionOperator, local: torch.Tensor, kind: str, keep: bool
-) -> tuple[torch.Tensor | None, torch.Tensor, torch.Tensor, list]:
+) -> tuple[torch.Tensor | None, dict]:
     """Recursion without autograd on local (B, S, A).
 
-    Global kind in exp space with a shift per batch row: with m = max_s V_{t+1},
-    u = exp(V_{t+1} - m), E = exp(local - max_a local), one sparse product g = P u and
-    V_t = max_a local + m + log sum_a E g. Causal kind: V_t = logsumexp_a(local + P V_{t+1}).
+    Global kind in exp space with a shift per batch row: with m_t = max_s V_{t+1},
+    u_t = exp(V_{t+1} - m_t), E = exp(local - max_a local), one sparse product g_t = P u_t,
+    the sum z_t = sum_a E g_t, and V_t = max_a local + m_t + log z_t. Causal kind:
+    g_t = P V_{t+1} and V_t = logsumexp_a(local + g_t).
 
     Returns:
-        (values (B, T + 1, S) or None if the exp-space sums underflowed or a value is
-        infinite, in which case the caller uses the log-space reference), the row maxima
-        of local (B, S, 1), E (B, S, A), and, if ``keep``, the T products P u (global) or
-        P V (causal), each (B, S, A), indexed by t, for the backward pass.
+        values (B, T + 1, S), or None if an exp-space sum fell below tiny/eps (possible
+        precision loss in subnormal terms) or a value is infinite: the caller then uses the
+        log-space reference; and the saved tensors for the backward pass (u_t and z_t per
+        step, (B, S) each; the products g_t, (B, S, A), only if ``keep``).
     """
     batch, num_states, _ = local.shape
     horizon = mdp.horizon
     values = torch.empty(batch, horizon + 1, num_states, dtype=local.dtype, device=local.device)
     values[:, horizon] = 0
+    saved: dict = {"u": [None] * horizon, "z": [None] * horizon, "g": [None] * horizon}
     local_max = local.amax(-1, keepdim=True)
-    kept: list = [None] * horizon
     if not bool(torch.isfinite(local_max).all()):
-        return None, local_max, local, kept
-    scaled = torch.exp(local - local_max)
-    finfo = torch.finfo(local.dtype)
-    # sums below tiny/eps may have lost precision in subnormal terms: use the reference
-    threshold = finfo.tiny / finfo.eps
+        return None, saved
+    saved["scaled"] = scaled = torch.exp(local - local_max)
+    local_max = local_max.squeeze(-1)
     value = values[:, horizon]
     for t in range(horizon - 1, -1, -1):
         if kind == "global":
             shift = value.amax(-1, keepdim=True)
-            g = op.forward(torch.exp(value - shift))
+            u = torch.exp(value - shift)
+            g = op.forward(u)
             total = (scaled * g).sum(-1)
-            if bool((total < threshold).any()):
-                return None, local_max, scaled, kept
-            value = torch.log(total).add_(local_max.squeeze(-1)).add_(shift)
+            saved["u"][t], saved["z"][t] = u, total
+            value = torch.log(total).add_(local_max).add_(shift)
         else:
             g = op.forward(value)
             value = torch.logsumexp(local + g, dim=-1)
         if keep:
-            kept[t] = g
+            saved["g"][t] = g
         values[:, t] = value
+    finfo = torch.finfo(local.dtype)
+    if kind == "global" and bool(torch.stack(saved["z"]).amin() < finfo.tiny / finfo.eps):
+        return None, saved
     if not bool(torch.isfinite(values).all()):
-        return None, local_max, scaled, kept
-    return values, local_max, scaled, kept
+        return None, saved
+    return values, saved
 
 
 class _SoftValues(torch.autograd.Function):
@@ -257,7 +257,10 @@ class _SoftValues(torch.autograd.Function):
         dL/dlocal = sum_t gQ_t,   a_{t+1} = gV_{t+1} + dC_t/dV_{t+1}^T gQ_t,
 
     where dC_t/dV_{t+1} is p(s'|s,a) exp(V_{t+1}(s') - C_t(s,a)) (global) or p(s'|s,a)
-    (causal). Only the value table (B, T + 1, S) is kept, not autograd's O(T·S·A·F)
+    (causal). In the exp-space variables of :func:`_fast_forward` (global kind)
+    pi_t = E g_t / z_t, so gQ_t = E g_t a_t / z_t and a_{t+1} = gV_{t+1} + u_t P^T(E a_t / z_t):
+    two sparse products per step and no division by g. Only O(T·S) tensors are kept
+    (plus the products g_t within a memory budget), not autograd's O(T·S·A·F)
     intermediates. Second derivatives (Laplace, Hessians) and the rare inputs the exp-space
     forward cannot represent go through the log-space reference with autograd.
     """
@@ -267,20 +270,18 @@ class _SoftValues(torch.autograd.Function):
         # keep the T sparse products for the backward pass when they fit in the budget
         # (saves one of the three sparse products per step); else recompute them
         keep = local.numel() * mdp.horizon * local.element_size() <= _KEEP_PRODUCTS_BYTES
-        values, local_max, scaled, kept = _fast_forward(mdp, op, local, kind, keep)
-        ctx.mdp, ctx.op, ctx.kind, ctx.kept = mdp, op, kind, kept
+        values, saved = _fast_forward(mdp, op, local, kind, keep)
+        ctx.mdp, ctx.op, ctx.kind, ctx.saved = mdp, op, kind, saved
         ctx.fallback = values is None
         if values is None:
             values = _soft_values_reference(mdp, local, kind)
-            ctx.save_for_backward(local, values, local_max, local)
-        else:
-            ctx.save_for_backward(local, values, local_max, scaled)
+        ctx.save_for_backward(local, values)
         return values
 
     @staticmethod
     def backward(ctx, grad_values):  # noqa: D102
-        local, values, local_max, scaled = ctx.saved_tensors
-        mdp, op, kind = ctx.mdp, ctx.op, ctx.kind
+        local, values = ctx.saved_tensors
+        mdp, op, kind, saved = ctx.mdp, ctx.op, ctx.kind, ctx.saved
         if ctx.fallback or torch.is_grad_enabled():
             # create_graph=True (a Hessian is wanted) or an unrepresentable input: use the
             # reference recursion, whose own autograd graph is differentiable again.
@@ -290,27 +291,26 @@ class _SoftValues(torch.autograd.Function):
                 ref = _soft_values_reference(mdp, source, kind)
                 (grad,) = torch.autograd.grad(ref, source, grad_values, create_graph=create_graph)
             return grad, None, None, None
-        horizon = mdp.horizon
         adjoint = grad_values[:, 0]
         grad_local = torch.zeros_like(local)
-        for t in range(horizon):
-            value_t, value_next = values[:, t], values[:, t + 1]
+        for t in range(mdp.horizon):
+            g = saved["g"][t]
             if kind == "global":
-                shift = value_next.amax(-1, keepdim=True)
-                u = torch.exp(value_next - shift)
-                g = ctx.kept[t] if ctx.kept[t] is not None else op.forward(u)  # (B, S, A)
-                factor = torch.exp(local_max.squeeze(-1) + shift - value_t)  # (B, S)
-                policy = scaled * g * factor.unsqueeze(-1)
-                grad_q = policy * adjoint.unsqueeze(-1)
-                ratio = torch.where(g > 0, grad_q / g, torch.zeros_like(g))
-                back = op.adjoint(ratio) * u
+                u = saved["u"][t]
+                if g is None:
+                    g = op.forward(u)
+                ratio = saved["scaled"] * (adjoint / saved["z"][t]).unsqueeze(-1)  # gQ / g
+                grad_local.addcmul_(ratio, g)
+                back = op.adjoint(ratio).mul_(u)
             else:
-                g = ctx.kept[t] if ctx.kept[t] is not None else op.forward(value_next)
-                q = local + g
-                grad_q = torch.exp(q - value_t.unsqueeze(-1)) * adjoint.unsqueeze(-1)
+                if g is None:
+                    g = op.forward(values[:, t + 1])
+                grad_q = torch.exp(local + g - values[:, t].unsqueeze(-1)).mul_(
+                    adjoint.unsqueeze(-1)
+                )
+                grad_local += grad_q
                 back = op.adjoint(grad_q)
-            grad_local += grad_q
-            adjoint = grad_values[:, t + 1] + back
+            adjoint = back.add_(grad_values[:, t + 1])
         return grad_local, None, None, None
 
 
