@@ -78,7 +78,12 @@ def importance_diagnostics(log_weights: torch.Tensor) -> ImportanceDiagnostics:
     mean_w = w.mean()
     se = float(w.std(unbiased=True) / math.sqrt(k) / mean_w) if k > 1 else math.inf
     khat = math.nan
-    if k >= 10:
+    spread = float(lw[torch.isfinite(lw)].max() - lw[torch.isfinite(lw)].min())
+    if spread <= 1e-10 * max(1.0, float(lw[torch.isfinite(lw)].abs().max())):
+        # Equal weights (a perfect proposal): there is no tail to fit. ArviZ's PSIS
+        # returns inf here, which would flag the best possible estimate as unreliable.
+        khat = -math.inf
+    elif k >= 10:
         finite = lw.numpy()
         finite = np.where(np.isfinite(finite), finite, finite[np.isfinite(finite)].min() - 50.0)
         with warnings.catch_warnings():

@@ -94,7 +94,9 @@ def run_mcmc(
     num_chains: int = 2,
     max_tree_depth: int = 6,
     target_accept_prob: float = 0.8,
-    num_leapfrog_steps: int = 8,
+    num_leapfrog_steps: int | None = None,
+    trajectory_length: float = 1.5,
+    full_mass: bool = True,
     jit_compile: bool = False,
     seed: int = 0,
     progress_bar: bool = True,
@@ -111,7 +113,15 @@ def run_mcmc(
         num_chains: independent chains (>= 2 for r_hat).
         max_tree_depth: NUTS tree-depth cap (2**depth leapfrog steps at most).
         target_accept_prob: dual-averaging target.
-        num_leapfrog_steps: HMC trajectory length (HMC only).
+        num_leapfrog_steps: HMC only: leapfrog steps at Pyro's *initial* step size 1,
+            i.e. a trajectory length of ``num_leapfrog_steps`` (Pyro keeps the length fixed
+            while the step size adapts). Default None: use ``trajectory_length``.
+        trajectory_length: HMC only: integration time per proposal, in the space
+            whitened by the adapted mass matrix (where the posterior sd is ~1, so 1.5 is
+            about a quarter to half an orbit).
+        full_mass: adapt a dense mass matrix (default). Linear reward weights are strongly
+            correlated a posteriori (correlations to -0.76 measured); a diagonal mass
+            matrix then needs many more leapfrog steps per effective sample.
         jit_compile: use Pyro's JIT for the potential energy.
         seed: chain c is seeded with ``seed + c``.
         progress_bar: Pyro's per-chain progress bar.
@@ -167,15 +177,19 @@ def run_mcmc(
         if kernel == "nuts":
             mcmc_kernel = NUTS(
                 **target,
+                full_mass=full_mass,
                 max_tree_depth=max_tree_depth,
                 target_accept_prob=target_accept_prob,
                 jit_compile=jit_compile,
                 ignore_jit_warnings=True,
             )
         else:
+            length = {"num_steps": num_leapfrog_steps} if num_leapfrog_steps else {
+                "trajectory_length": trajectory_length}
             mcmc_kernel = HMC(
                 **target,
-                num_steps=num_leapfrog_steps,
+                **length,
+                full_mass=full_mass,
                 target_accept_prob=target_accept_prob,
                 jit_compile=jit_compile,
                 ignore_jit_warnings=True,
@@ -214,6 +228,7 @@ def run_mcmc(
             "num_samples": num_samples,
             "warmup_steps": warmup_steps,
             "max_tree_depth": max_tree_depth,
+            "full_mass": int(full_mass),
             "target_accept_prob": target_accept_prob,
             "acceptance_rate": ", ".join(f"{a:.3f}" for a in accept),
             "wall_time_s": wall,
