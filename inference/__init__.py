@@ -32,13 +32,35 @@ __all__ = [
     "sample_maxent_trajectories",
     "soft_values",
 ]
-from bayes_irl.inference.importance_continuous import (  # noqa: E402
-    GuidePolicyTrainer,
+from bayes_irl.inference.diagnostics import (  # noqa: E402
+    ImportanceDiagnostics,
     ImportanceWarning,
+    importance_diagnostics,
+)
+from bayes_irl.inference.guide_policy import GuidePolicyTrainer  # noqa: E402
+from bayes_irl.inference.importance import (  # noqa: E402
+    ImportanceNormalizer,
+    PolicyProposal,
+    TwistedProposal,
+)
+from bayes_irl.inference.importance_continuous import (  # noqa: E402
+    SimulatorGuideTrainer,
     SimulatorImportanceNormalizer,
 )
+from bayes_irl.inference.smc import SMCNormalizer  # noqa: E402
 
-__all__ += ["GuidePolicyTrainer", "ImportanceWarning", "SimulatorImportanceNormalizer"]
+__all__ += [
+    "GuidePolicyTrainer",
+    "ImportanceDiagnostics",
+    "ImportanceNormalizer",
+    "ImportanceWarning",
+    "PolicyProposal",
+    "SMCNormalizer",
+    "SimulatorGuideTrainer",
+    "SimulatorImportanceNormalizer",
+    "TwistedProposal",
+    "importance_diagnostics",
+]
 
 from bayes_irl.inference.active import (  # noqa: E402
     ActivePreferenceLearner,

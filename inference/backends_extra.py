@@ -56,7 +56,11 @@ from pyro import poutine
 from pyro.distributions.transforms import iterated, spline_autoregressive
 from pyro.infer.importance import vectorized_importance_weights
 
-from bayes_irl.inference.diagnostics import KHAT_THRESHOLD, importance_diagnostics
+from bayes_irl.inference.diagnostics import (
+    KHAT_THRESHOLD,
+    ImportanceWarning,
+    importance_diagnostics,
+)
 from bayes_irl.inference.fit import register_backend
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.inference.svi import GUIDES
@@ -69,8 +73,8 @@ __all__ = [
 ]
 
 
-class ImportanceSamplingWarning(UserWarning):
-    """Issued when PSIS k-hat of the importance log-weights exceeds 0.7."""
+ImportanceSamplingWarning = ImportanceWarning
+"""Alias of :class:`bayes_irl.inference.diagnostics.ImportanceWarning`."""
 
 
 def neural_spline_guide(model, *, num_layers: int = 2, count_bins: int = 8, bound: float = 5.0):

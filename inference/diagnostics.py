@@ -20,10 +20,24 @@ import arviz as az
 import numpy as np
 import torch
 
-__all__ = ["ImportanceDiagnostics", "importance_diagnostics", "log_mean_exp", "KHAT_THRESHOLD"]
+__all__ = [
+    "ImportanceWarning",
+    "ImportanceDiagnostics",
+    "importance_diagnostics",
+    "log_mean_exp",
+    "KHAT_THRESHOLD",
+]
 
 KHAT_THRESHOLD = 0.7
 """Above this PSIS k-hat an importance estimate is unreliable (Vehtari et al.)."""
+
+
+class ImportanceWarning(UserWarning):
+    """An importance estimate is unreliable (PSIS k-hat above :data:`KHAT_THRESHOLD`).
+
+    The one warning class of every importance-sampling estimator in bayes_irl (tabular and
+    simulator normalisers, SMC, the importance back-end), so a single filter controls all.
+    """
 
 
 @dataclass(frozen=True)

@@ -55,6 +55,7 @@ from torch import nn
 from bayes_irl.inference.diagnostics import (
     KHAT_THRESHOLD,
     ImportanceDiagnostics,
+    ImportanceWarning,
     importance_diagnostics,
 )
 from bayes_irl.inference.exact import soft_values, step_q_values
@@ -79,8 +80,6 @@ Simulator = Callable[[int, torch.Tensor, torch.Tensor, "torch.Generator | None"]
 """``simulator(t, states, actions, generator) -> next_states``, int tensors of shape (n,)."""
 
 
-class ImportanceWarning(UserWarning):
-    """An importance estimate is unreliable (PSIS k-hat above 0.7)."""
 
 
 class ImportanceSamplingError(RuntimeError):

@@ -23,7 +23,7 @@ every :math:`\theta`, so :math:`\log \hat Z` is a deterministic, differentiable 
 weights :math:`\bar w`). PSIS :math:`\hat k > 0.7` (:data:`~bayes_irl.inference.
 diagnostics.KHAT_THRESHOLD`) flags an estimate that cannot be trusted.
 
-Guide-policy training (:class:`GuidePolicyTrainer`, its own torch optimiser):
+Guide-policy training (:class:`SimulatorGuideTrainer`, its own torch optimiser):
 
 * ``"reverse_kl"``: maximise :math:`\mathcal L(\pi) = E_q[R_\theta(z) - \sum_t \log
   \pi_t(u_t \mid x_t)] = \log Z - \mathrm{KL}(q \,\|\, P_\theta)` (entropy-regularised RL;
@@ -77,20 +77,19 @@ from bayes_irl.gaussian_policy import GaussianPolicy
 from bayes_irl.inference.diagnostics import (
     KHAT_THRESHOLD,
     ImportanceDiagnostics,
+    ImportanceWarning,
     importance_diagnostics,
     log_mean_exp,
 )
 
 __all__ = [
-    "GuidePolicyTrainer",
+    "SimulatorGuideTrainer",
     "ImportanceWarning",
     "SimulatorImportanceNormalizer",
     "rollout",
 ]
 
 
-class ImportanceWarning(UserWarning):
-    """An importance estimate is unreliable (PSIS k-hat above the threshold)."""
 
 
 def _reward_fn(reward: Any) -> Callable[[Tensor, Tensor, Tensor], Tensor]:
@@ -350,7 +349,7 @@ class SimulatorImportanceNormalizer:
             warnings.warn(
                 f"importance estimate of log Z is unreliable: PSIS k-hat = {diag.khat:.2f} > "
                 f"{KHAT_THRESHOLD} (ESS {diag.ess:.1f} of K = {diag.num_samples}); train the "
-                "guide policy (GuidePolicyTrainer) or increase num_samples",
+                "guide policy (SimulatorGuideTrainer) or increase num_samples",
                 ImportanceWarning,
                 stacklevel=3,
             )
@@ -384,7 +383,7 @@ class SimulatorImportanceNormalizer:
         return draws.transpose(0, 1).reshape(num, *batch, z.shape[-1])
 
 
-class GuidePolicyTrainer:
+class SimulatorGuideTrainer:
     """Train the guide policy of a :class:`SimulatorImportanceNormalizer` (its own optimiser).
 
     Use directly (:meth:`fit` at a fixed ``theta``) or as an SVI callback:

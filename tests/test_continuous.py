@@ -16,8 +16,8 @@ from bayes_irl.gym_envs import LinearQuadraticVectorEnv
 from bayes_irl.inference import fit
 from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
 from bayes_irl.inference.importance_continuous import (
-    GuidePolicyTrainer,
     ImportanceWarning,
+    SimulatorGuideTrainer,
     SimulatorImportanceNormalizer,
     rollout,
 )
@@ -130,7 +130,7 @@ def test_untrained_guide_warns_and_training_fixes_it(mdp):
     # measured: error -0.66 nats (-2.3 to -4.7 with other seeds/K), k-hat 1.17; a heavy
     # right tail of the weights makes log Z_hat biased low
     assert khat_before > 0.7 and before - exact < -0.3
-    trainer = GuidePolicyTrainer(norm, objective="reverse_kl", learning_rate=0.05, seed=2,
+    trainer = SimulatorGuideTrainer(norm, objective="reverse_kl", learning_rate=0.05, seed=2,
                                  num_rollouts=256)
     values = trainer.fit(THETA, 100)
     after = float(norm.log_normalizer(THETA))
@@ -148,7 +148,7 @@ def test_forward_kl_training_improves_ess(mdp):
     norm = make_normalizer(mdp, num_samples=1024, init_std=3.0)
     norm.log_normalizer(THETA)
     ess_before = norm.diagnostics.ess
-    trainer = GuidePolicyTrainer(norm, objective="forward_kl", learning_rate=0.05, seed=2)
+    trainer = SimulatorGuideTrainer(norm, objective="forward_kl", learning_rate=0.05, seed=2)
     trainer.fit(THETA, 150)
     after = float(norm.log_normalizer(THETA))
     diag = norm.diagnostics
@@ -162,7 +162,7 @@ def test_mlp_guide_policy_trains(mdp):
     policy = GaussianMLPPolicy(horizon=10, state_dim=2, action_dim=1, init_std=1.0,
                                hidden=(16,), generator=torch.Generator().manual_seed(0))
     norm = make_normalizer(mdp, num_samples=1024, policy=policy)
-    GuidePolicyTrainer(norm, learning_rate=0.05, num_rollouts=256, seed=2).fit(THETA, 100)
+    SimulatorGuideTrainer(norm, learning_rate=0.05, num_rollouts=256, seed=2).fit(THETA, 100)
     estimate = float(norm.log_normalizer(THETA))
     # measured: error 0.010 nats, SE 0.041, k-hat 0.28 after 100 steps
     assert abs(estimate - exact) < 0.2 and norm.diagnostics.khat < 0.7
@@ -201,7 +201,7 @@ def lq_fits(mdp):
         demos, **options,
     )
     norm = make_normalizer(mdp, num_samples=256)
-    trainer = GuidePolicyTrainer(norm, learning_rate=0.05, every=10, num_theta=4, seed=2)
+    trainer = SimulatorGuideTrainer(norm, learning_rate=0.05, every=10, num_theta=4, seed=2)
     approx = fit(ContinuousDemonstrationModel(QuadraticReward(2, 1), norm), demos,
                  callback=trainer, **options)
     return exact, approx, norm
@@ -265,7 +265,7 @@ def test_errors_named(mdp):
             LinearGaussianPolicy(horizon=10, state_dim=3, action_dim=1), reward, num_samples=8,
         )
     with pytest.raises(ValueError, match="objective"):
-        GuidePolicyTrainer(norm, objective="kl")
+        SimulatorGuideTrainer(norm, objective="kl")
     policy = LinearGaussianPolicy(horizon=10, state_dim=2, action_dim=1)
     with pytest.raises(ValueError, match=r"`t` must be an integer in 0\.\.9"):
         policy.log_prob(10, torch.zeros(2), torch.zeros(1))

@@ -13,7 +13,7 @@ from bayes_irl.gaussian_policy import LinearGaussianPolicy
 from bayes_irl.gym_envs import LinearQuadraticEnv, LinearQuadraticVectorEnv
 from bayes_irl.inference import fit
 from bayes_irl.inference.importance_continuous import (
-    GuidePolicyTrainer,
+    SimulatorGuideTrainer,
     SimulatorImportanceNormalizer,
 )
 from bayes_irl.linear_quadratic import LinearQuadraticMDP, sample_demonstrations
@@ -112,7 +112,7 @@ def test_end_to_end_fit_through_gym_reset_step(mdp):
     normalizer = SimulatorImportanceNormalizer(
         simulator, policy, QuadraticReward(2, 1), num_samples=1024, seed=0
     )
-    trainer = GuidePolicyTrainer(normalizer, learning_rate=0.05, every=50, steps_per_call=2,
+    trainer = SimulatorGuideTrainer(normalizer, learning_rate=0.05, every=50, steps_per_call=2,
                                  num_rollouts=256, num_theta=4, seed=1)
     model = ContinuousDemonstrationModel(QuadraticReward(2, 1), normalizer)
     assert model.log_base is None  # unknown dynamics: the theta-free log b is dropped

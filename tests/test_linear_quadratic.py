@@ -19,9 +19,9 @@ import math
 import numpy as np
 import pytest
 import torch
-from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
 from scipy import integrate
 
+from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
 from bayes_irl.linear_quadratic import (
     LinearQuadraticMDP,
     TrajectoryGaussian,

@@ -15,7 +15,7 @@ from bayes_irl.gaussian_policy import LinearGaussianPolicy
 from bayes_irl.gym_envs import LinearQuadraticVectorEnv
 from bayes_irl.inference import fit
 from bayes_irl.inference.importance_continuous import (
-    GuidePolicyTrainer,
+    SimulatorGuideTrainer,
     SimulatorImportanceNormalizer,
 )
 from bayes_irl.linear_quadratic import LinearQuadraticMDP, sample_demonstrations
@@ -49,7 +49,7 @@ def test_neural_reward_fit_end_to_end():
     normalizer = SimulatorImportanceNormalizer(
         LinearQuadraticVectorEnv(mdp, num_envs=256), policy, reward, num_samples=512, seed=1
     )
-    trainer = GuidePolicyTrainer(normalizer, learning_rate=0.05, every=10, num_theta=4,
+    trainer = SimulatorGuideTrainer(normalizer, learning_rate=0.05, every=10, num_theta=4,
                                  site="mlp_weights", seed=2)
     model = ContinuousDemonstrationModel(reward, normalizer)
     posterior = fit(model, (states, actions), num_steps=1000, num_samples=500,
@@ -77,6 +77,6 @@ def test_trainer_rejects_wrong_site():
         LinearQuadraticVectorEnv(mdp, num_envs=8),
         LinearGaussianPolicy(horizon=3, state_dim=2, action_dim=1), reward, num_samples=8,
     )
-    trainer = GuidePolicyTrainer(normalizer, site="theta")
+    trainer = SimulatorGuideTrainer(normalizer, site="theta")
     with pytest.raises(ValueError, match="site 'theta'"):
         trainer(0, 0.0, lambda: {"mlp_weights": torch.zeros(8)})
