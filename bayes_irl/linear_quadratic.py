@@ -71,6 +71,7 @@ __all__ = [
     "LinearQuadraticMDP",
     "QuadraticForm",
     "TrajectoryGaussian",
+    "check_trajectory_shapes",
     "sample_demonstrations",
 ]
 
@@ -492,26 +493,9 @@ class LinearQuadraticMDP:
         """
         states = torch.as_tensor(states).to(dtype=self._dtype, device=self._device)
         actions = torch.as_tensor(actions).to(dtype=self._dtype, device=self._device)
-        T, dx, du = self._horizon, self._dx, self._du
-        if states.ndim < 2 or tuple(states.shape[-2:]) != (T + 1, dx):
-            raise ValueError(
-                f"`states` must have shape (..., T+1, dx) = (..., {T + 1}, {dx}); "
-                f"got {tuple(states.shape)}"
-            )
-        if actions.ndim < 2 or tuple(actions.shape[-2:]) != (T, du):
-            raise ValueError(
-                f"`actions` must have shape (..., T, du) = (..., {T}, {du}); "
-                f"got {tuple(actions.shape)}"
-            )
-        try:
-            torch.broadcast_shapes(states.shape[:-2], actions.shape[:-2])
-        except RuntimeError as error:
-            raise ValueError(
-                f"batch shapes of `states` {tuple(states.shape[:-2])} and `actions` "
-                f"{tuple(actions.shape[:-2])} do not broadcast"
-            ) from error
-        if not (bool(torch.isfinite(states).all()) and bool(torch.isfinite(actions).all())):
-            raise ValueError("`states` and `actions` must be finite (no NaN or inf)")
+        check_trajectory_shapes(
+            states, actions, horizon=self._horizon, state_dim=self._dx, action_dim=self._du
+        )
         return states, actions
 
     # ------------------------------------------------------------------ trajectories
@@ -775,3 +759,33 @@ def sample_demonstrations(
         gaussian = mdp.trajectory_gaussian(theta)
         z = gaussian.sample((num,), generator=generator)
     return mdp.unflatten(z)
+
+
+def check_trajectory_shapes(
+    states: Tensor, actions: Tensor, *, horizon: int, state_dim: int, action_dim: int
+) -> None:
+    """Check ``states (..., T+1, dx)`` and ``actions (..., T, du)``: shapes and finiteness.
+
+    Raises:
+        ValueError: for wrong trailing shapes, non-broadcasting batch dims or NaN/inf.
+    """
+    T, dx, du = horizon, state_dim, action_dim
+    if states.ndim < 2 or tuple(states.shape[-2:]) != (T + 1, dx):
+        raise ValueError(
+            f"`states` must have shape (..., T+1, dx) = (..., {T + 1}, {dx}); "
+            f"got {tuple(states.shape)}"
+        )
+    if actions.ndim < 2 or tuple(actions.shape[-2:]) != (T, du):
+        raise ValueError(
+            f"`actions` must have shape (..., T, du) = (..., {T}, {du}); "
+            f"got {tuple(actions.shape)}"
+        )
+    try:
+        torch.broadcast_shapes(states.shape[:-2], actions.shape[:-2])
+    except RuntimeError as error:
+        raise ValueError(
+            f"batch shapes of `states` {tuple(states.shape[:-2])} and `actions` "
+            f"{tuple(actions.shape[:-2])} do not broadcast"
+        ) from error
+    if not (bool(torch.isfinite(states).all()) and bool(torch.isfinite(actions).all())):
+        raise ValueError("`states` and `actions` must be finite (no NaN or inf)")

@@ -61,7 +61,7 @@ from pyro.nn import PyroModule
 from torch import Tensor
 from torch.distributions import constraints
 
-from bayes_irl.linear_quadratic import LinearQuadraticMDP
+from bayes_irl.linear_quadratic import LinearQuadraticMDP, check_trajectory_shapes
 from bayes_irl.rewards import _validate_prior
 
 __all__ = [
@@ -122,26 +122,13 @@ class TrajectoryLayout:
         if not states.is_floating_point():
             states = states.to(torch.float64)
         actions = actions.to(states.dtype)
-        T, dx, du = self.horizon, self.state_dim, self.action_dim
-        if states.ndim < 2 or tuple(states.shape[-2:]) != (T + 1, dx):
-            raise ValueError(
-                f"`states` must have shape (..., T+1, dx) = (..., {T + 1}, {dx}); "
-                f"got {tuple(states.shape)}"
-            )
-        if actions.ndim < 2 or tuple(actions.shape[-2:]) != (T, du):
-            raise ValueError(
-                f"`actions` must have shape (..., T, du) = (..., {T}, {du}); "
-                f"got {tuple(actions.shape)}"
-            )
-        try:
-            torch.broadcast_shapes(states.shape[:-2], actions.shape[:-2])
-        except RuntimeError as error:
-            raise ValueError(
-                f"batch shapes of `states` {tuple(states.shape[:-2])} and `actions` "
-                f"{tuple(actions.shape[:-2])} do not broadcast"
-            ) from error
-        if not (bool(torch.isfinite(states).all()) and bool(torch.isfinite(actions).all())):
-            raise ValueError("`states` and `actions` must be finite (no NaN or inf)")
+        check_trajectory_shapes(
+            states,
+            actions,
+            horizon=self.horizon,
+            state_dim=self.state_dim,
+            action_dim=self.action_dim,
+        )
         return states, actions
 
     def flatten(self, states: Tensor, actions: Tensor) -> Tensor:
@@ -440,7 +427,7 @@ class ContinuousMaxEntTrajectory(TorchDistribution):
 
     Examples:
         >>> import torch
-        >>> from bayes_irl.linear_quadratic import LinearQuadraticMDP
+        >>> from bayes_irl.linear_quadratic import LinearQuadraticMDP, check_trajectory_shapes
         >>> from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
         >>> mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=5)
         >>> d = ContinuousMaxEntTrajectory(
