@@ -427,7 +427,7 @@ class ContinuousMaxEntTrajectory(TorchDistribution):
 
     Examples:
         >>> import torch
-        >>> from bayes_irl.linear_quadratic import LinearQuadraticMDP, check_trajectory_shapes
+        >>> from bayes_irl.linear_quadratic import LinearQuadraticMDP
         >>> from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
         >>> mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=5)
         >>> d = ContinuousMaxEntTrajectory(
