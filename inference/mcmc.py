@@ -18,8 +18,10 @@ demonstrations, the log-likelihood of n demonstrations is
 
 so the potential energy -log p(theta) - theta . Phi + n log Z(theta) costs one exact
 recursion per gradient, whatever n is. :func:`sufficient_statistics_potential` builds it and
-:func:`run_mcmc` uses it automatically where it applies (``sufficient_statistics=None``),
-passing it to Pyro's NUTS/HMC as ``potential_fn`` (no model tracing per gradient).
+:func:`run_mcmc` uses it with ``sufficient_statistics=None`` (where it applies) or ``True``,
+passing it to Pyro's NUTS/HMC as ``potential_fn`` (no model tracing per gradient). It is
+opt-in: the default (False) keeps the model-tracing path, whose chains the existing tests
+and notebooks were written against.
 """
 
 from __future__ import annotations
@@ -100,7 +102,7 @@ def run_mcmc(
     jit_compile: bool = False,
     seed: int = 0,
     progress_bar: bool = True,
-    sufficient_statistics: bool | None = None,
+    sufficient_statistics: bool | None = False,
 ) -> Posterior:
     """Sample the posterior with NUTS or HMC.
 
@@ -127,8 +129,8 @@ def run_mcmc(
         progress_bar: Pyro's per-chain progress bar.
         sufficient_statistics: sample with :func:`sufficient_statistics_potential`
             (cost per gradient independent of the number of demonstrations). None: where
-            it applies; True: require it (ValueError where it does not apply); False:
-            trace the model at every gradient.
+            it applies; True: require it (ValueError where it does not apply); False
+            (default): trace the model at every gradient.
 
     Returns:
         A :class:`Posterior` with ``method`` = kernel, sample_stats ``diverging`` and
