@@ -8,12 +8,17 @@ values are used anywhere in the training. The exact recursion gives the referenc
 """
 
 
+import math
+
 import pytest
 
 from bayes_irl import GridWorld
-from bayes_irl.inference import ExactNormalizer
+from bayes_irl.inference import ExactNormalizer, run_svi
 from bayes_irl.inference.guide_policy import GuidePolicyTrainer
 from bayes_irl.inference.importance import ImportanceNormalizer, TwistedProposal
+from bayes_irl.models import DemonstrationModel
+
+SVI_K = 4000  # bank size for the SVI posterior test (see its comment)
 
 
 @pytest.fixture(scope="module")
@@ -47,3 +52,37 @@ def test_forward_kl_twisted_guide_meets_log_z_and_khat_targets(grid10):
         estimate = norm.log_normalizer(r).item()
         assert abs(estimate - exact) <= 0.1
         assert norm.diagnostics.khat < 0.7
+
+
+@pytest.mark.slow  # two 1000-step SVI fits on the 10x10 grid, ~40 s CPU (more when loaded)
+def test_svi_posterior_with_guide_learned_during_svi(grid10):
+    # Same SVI (AutoMultivariateNormal, 1000 steps, same Pyro seed, 2000 draws) with the
+    # exact normaliser and with an importance normaliser (twisted proposal, K = SVI_K)
+    # whose guide policy is learned DURING SVI: GuidePolicyTrainer is the callback, every
+    # 25 SVI steps it takes 50 forward-KL Adam steps (256 trajectories, lr 0.1) at the
+    # Pyro guide's median reward, then draws a fresh bank. No exact soft values anywhere.
+    # Targets from the issue: means within 0.5 exact sd, sds within 30%.
+    # The mean offsets are dominated by the Monte Carlo noise of the last banks: measured
+    # max |offset| 1.16 sd at K = 1000, 0.47 sd at K = 4000 (0.50 with updates every 50),
+    # see the report; K = SVI_K is chosen to make that noise small, not to fit the test.
+    demos = grid10.sample_demonstrations(100, seed=1)
+    exact_model = DemonstrationModel(grid10.reward_model, ExactNormalizer(grid10.mdp))
+    data = exact_model.prepare_data(demos)
+    exact = run_svi(exact_model, data, num_steps=1000, num_samples=2000, progress_bar=False)
+    norm = ImportanceNormalizer(
+        grid10.mdp, TwistedProposal(grid10.mdp), num_samples=SVI_K, khat_policy="ignore", seed=1
+    )
+    model = DemonstrationModel(grid10.reward_model, norm)
+    trainer = GuidePolicyTrainer(
+        norm, method="forward_kl", model=model, data=data, every=25, num_steps=50,
+        num_samples=256, learning_rate=0.1, seed=0,
+    )
+    approx = run_svi(model, data, num_steps=1000, num_samples=2000, progress_bar=False,
+                     callback=trainer)
+    a, b = exact.samples["weights"][0], approx.samples["weights"][0]
+    sd = a.std(0)
+    assert ((b.mean(0) - a.mean(0)).abs() / sd).max() < 0.5
+    assert ((b.std(0) / sd - 1).abs()).max() < 0.3
+    # the learned guide is reliable at the end of SVI (k-hat of the last banks)
+    assert max(trainer.log.khat[-10:]) < 0.7
+    assert math.isfinite(approx.attrs["final_loss"])
