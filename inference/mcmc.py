@@ -95,7 +95,7 @@ def run_mcmc(
     warmup_steps: int = 500,
     num_chains: int = 2,
     max_tree_depth: int = 6,
-    target_accept_prob: float = 0.8,
+    target_accept_prob: float = 0.95,
     num_leapfrog_steps: int | None = None,
     trajectory_length: float = 1.5,
     full_mass: bool = True,
@@ -114,7 +114,10 @@ def run_mcmc(
         warmup_steps: adaptation steps per chain (step size and diagonal mass matrix).
         num_chains: independent chains (>= 2 for r_hat).
         max_tree_depth: NUTS tree-depth cap (2**depth leapfrog steps at most).
-        target_accept_prob: dual-averaging target.
+        target_accept_prob: dual-averaging target. 0.95 rather than Pyro's 0.8: the
+            curvature of the log-likelihood, n·Cov_theta[phi], grows in parts of the tails,
+            and with a dense mass matrix the larger steps of 0.8 gave 2-5 divergent
+            transitions per 2 x 1000 draws on the 5x5 gridworld; 0.95 gave none (2 seeds).
         num_leapfrog_steps: HMC only: leapfrog steps at Pyro's *initial* step size 1,
             i.e. a trajectory length of ``num_leapfrog_steps`` (Pyro keeps the length fixed
             while the step size adapts). Default None: use ``trajectory_length``.

@@ -19,8 +19,8 @@ def fitted():
         model,
         demos,
         method="nuts",
-        num_samples=60,
-        warmup_steps=60,
+        num_samples=200,
+        warmup_steps=200,
         num_chains=2,
         progress_bar=False,
     )
@@ -34,9 +34,9 @@ def test_groups_dims_and_coords(fitted):
         assert group in idata.groups()
     assert idata.posterior["weights"].dims == ("chain", "draw", "feature")
     assert list(idata.posterior["feature"].values) == list(world.mdp.feature_names)
-    assert idata.log_likelihood["demonstrations"].shape == (2, 60, 40)
+    assert idata.log_likelihood["demonstrations"].shape == (2, 200, 40)
     assert idata.observed_data["states"].shape == (40, 5)
-    assert idata.sample_stats["diverging"].shape == (2, 60)
+    assert idata.sample_stats["diverging"].shape == (2, 200)
     assert idata.posterior.attrs["method"] == "nuts"
     assert "ExactNormalizer" in idata.posterior.attrs["normalizer"]
     summary = az.summary(idata, var_names=["weights"])
