@@ -42,7 +42,8 @@ def render(results: dict) -> str:
                                                      b.get("svi_return"), b.get("true_return")))
             imit_iters = i.get("iterations")
             if i.get("note"):
-                imit_iters = f"{imit_iters} (timing only)"
+                imit_iters = (f"{imit_iters} (timing only; ~230 iters ≈ "
+                              f"{_f(i.get('projected_cpu_s_230_iters'))} CPU s)")
             out.append(
                 f"| {r['N']} | {r['S']} | {r['demos']} | {_f(imit_iters)} | "
                 f"{_f(i.get('wall_s'))} ({_f(i.get('cpu_s'))}) | "
@@ -102,9 +103,10 @@ def render(results: dict) -> str:
                            f"{_f(p.get('subsample'))} | {_f(p['wall_s'])} | {_f(p['cpu_s'])} | "
                            f"{_f(p['peak_rss_mb'], '.0f')} | {_f(p['loadavg'], '.1f')} |")
         out.append("")
-    lg = results.get("large")
-    if lg:
+    large = results.get("large")
+    if large:
         out.append("### Large grid, SVI (AutoMultivariateNormal, 200 demos)\n")
+    for lg in large if isinstance(large, list) else [large] if large else []:
         if "error" in lg:
             out.append(f"error: {lg['error'][-300:]}\n")
         else:

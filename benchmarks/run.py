@@ -257,7 +257,10 @@ def bench_imitation(quick: bool) -> list[dict]:
             row["bayes_irl"] = bi
             row["target_correlation"] = target
             imit = row["imitation"]
-            if imit.get("time_to_own_final_corr_s") and bi.get("time_to_target_s"):
+            if imit.get("note"):  # timing-only run: project ~230 iterations (as N = 20, 30)
+                imit["projected_cpu_s_230_iters"] = 0.230 * imit["ms_per_iter_cpu"]
+                imit.pop("time_to_own_final_corr_s", None)
+            elif imit.get("time_to_own_final_corr_s") and bi.get("time_to_target_s"):
                 # wall time for each tool to first reach imitation's final correlation
                 row["speedup_to_target_wall"] = (imit["time_to_own_final_corr_s"]
                                                  / bi["time_to_target_s"])
@@ -476,11 +479,15 @@ def worker_large_grid(size: int, horizon: int, steps: int) -> dict:
             "loadavg": load()}
 
 
-def bench_large(quick: bool) -> dict:
-    args = {"size": 100 if quick else 300, "horizon": 100, "steps": 3}
-    res = run_worker("large_grid", args)
-    print(json.dumps(res), flush=True)
-    return res
+def bench_large(quick: bool) -> list[dict]:
+    horizons = (100,) if quick else (100, 600)  # 600 = 2N, the gridworld default
+    rows = []
+    for horizon in horizons:
+        res = run_worker("large_grid", {"size": 100 if quick else 300, "horizon": horizon,
+                                        "steps": 3})
+        print(json.dumps(res), flush=True)
+        rows.append(res)
+    return rows
 
 
 BENCHES = {"imitation": bench_imitation, "overhead": bench_overhead, "nuts": bench_nuts,
@@ -497,6 +504,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     if args.worker:
         result = globals()[f"worker_{args.worker}"](**json.loads(args.args))
+        result.setdefault("peak_rss_mb", resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
         print(json.dumps(result))
         return 0
     names = args.only or list(BENCHES)
@@ -512,6 +520,10 @@ def main(argv=None) -> int:
         out_path.write_text(json.dumps(results, indent=1, default=float))
     results["total_wall_s"] = time.perf_counter() - start
     out_path.write_text(json.dumps(results, indent=1, default=float))
+    sys.path.insert(0, str(Path(__file__).parent))
+    from report import render
+
+    print(render(results))
     return 0
 
 
