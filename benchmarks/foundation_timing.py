@@ -3,8 +3,8 @@
 Usage: .venv/bin/python benchmarks/foundation_timing.py [--sizes 5 10 20] [--json out.json]
 
 One torch thread (faster than two for these kernels on a 2-core machine). Prints a table:
-per-step SVI time (AutoMultivariateNormal, 200 demos, H = 2N) and NUTS wall time per kept
-draw (1 chain, 100 warm-up + 100 draws, max_tree_depth 6), with the load average, since
+per-step SVI time (AutoMultivariateNormal, 200 demos, H = 2N) and NUTS wall time per
+iteration (1 chain, 100 warm-up + 100 draws, max_tree_depth 6), with the load average, since
 the machine may be shared.
 """
 
@@ -28,7 +28,7 @@ def main() -> None:
     torch.set_num_threads(1)
     rows = []
     print(f"{'N':>4} {'S':>5} {'H':>4} {'SVI ms/step':>12} {'NUTS ms/draw':>13} "
-          f"{'grad evals/draw':>15} {'load':>5}")
+          f"{'load':>5}")
     for size in args.sizes:
         world = GridWorld.create(size=size, seed=0)
         demos = world.sample_demonstrations(200, seed=0)
