@@ -355,6 +355,8 @@ def bench_nuts(quick: bool) -> list[dict]:
         rhat = [float(az.rhat(samples[..., k])) for k in range(samples.shape[-1])]
         row = {"grid": "10x10", "H": 20, "demos": 200, "chains": 2, "warmup": warmup,
                "draws": draws, "max_tree_depth": 6, "potential": post.attrs["potential"],
+               "target_accept_prob": post.attrs.get("target_accept_prob"),
+               "full_mass": post.attrs.get("full_mass"),
                "wall_s": wall, "cpu_s": cpu, "min_bulk_ess": min(ess_bulk),
                "max_rhat": max(rhat), "ess_per_s_wall": min(ess_bulk) / wall,
                "ess_per_s_cpu": min(ess_bulk) / cpu,
