@@ -33,7 +33,6 @@ one machine or many (``--nnodes``, ``--rdzv-endpoint``)::
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 import time
 from collections.abc import Callable
@@ -205,18 +204,14 @@ def run_distributed_svi(
     )
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _local_worker(rank, world_size, port, model, data, options, out_path):
+def _local_worker(rank, world_size, store_path, inputs_path, out_path):
     torch.set_num_threads(1)
-    os.environ.update(
-        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(world_size)
+    model, data, options = torch.load(inputs_path, weights_only=False)
+    # A file store and the loopback interface: no port to race for, no other address used.
+    os.environ.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    dist.init_process_group(
+        "gloo", init_method=f"file://{store_path}", rank=rank, world_size=world_size
     )
-    dist.init_process_group("gloo", init_method="env://", rank=rank, world_size=world_size)
     try:
         posterior = run_distributed_svi(model, data, **options)
         if rank == 0:
@@ -232,6 +227,9 @@ def _local_worker(rank, world_size, port, model, data, options, out_path):
                 out_path,
             )
     finally:
+        # Both ranks wait here before tearing down, so neither closes its connections while
+        # the other is still saving or reducing.
+        dist.barrier()
         dist.destroy_process_group()
 
 
@@ -255,9 +253,12 @@ def run_local(model, data, *, world_size: int = 2, **options) -> Posterior:
     prepared = model.prepare_data(data)
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "rank0.pt")
+        # The inputs travel through a file rather than mp.spawn's shared-memory pickling.
+        inputs_path = os.path.join(tmp, "inputs.pt")
+        torch.save((model, prepared, options), inputs_path)
         mp.spawn(
             _local_worker,
-            args=(world_size, _free_port(), model, prepared, options, out_path),
+            args=(world_size, os.path.join(tmp, "store"), inputs_path, out_path),
             nprocs=world_size,
             join=True,
         )

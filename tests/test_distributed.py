@@ -10,6 +10,7 @@ mis-scaled prior, entropy or likelihood term (a factor of 2 somewhere) would fai
 import pyro
 import pytest
 import torch
+import torch.multiprocessing as mp
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer, run_svi
@@ -45,10 +46,27 @@ def test_one_process_without_group_matches_run_svi():
                                atol=TOL, rtol=0)
 
 
+def _run_local_retrying_gloo_abort(model, data, attempts=3):
+    """run_local, retried when a child is killed by SIGABRT before reporting anything.
+
+    On this 2-core VM a gloo child aborts with "terminate called without an active
+    exception" in about 1 run in 8, with no Python frame on its stack (a race inside the
+    gloo backend, seen with TCP and file stores alike). That is a crash of the launcher,
+    not a wrong result, so it is retried; any other failure and every assertion below
+    still fail the test.
+    """
+    for attempt in range(attempts):
+        try:
+            return run_local(model, data, world_size=2, **OPTIONS)
+        except mp.ProcessExitedException as err:
+            if err.signal_name != "SIGABRT" or attempt == attempts - 1:
+                raise
+
+
 def test_two_processes_match_single_process():
     reference, ref_params = _single_process()
     model, data = _problem()
-    post = run_local(model, data, world_size=2, **OPTIONS)
+    post = _run_local_retrying_gloo_abort(model, data)
     assert post.attrs["world_size"] == 2
     assert set(post.extra["params"]) == set(ref_params)
     for name, value in post.extra["params"].items():
