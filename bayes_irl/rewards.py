@@ -26,6 +26,15 @@ from pyro.nn import PyroModule
 __all__ = ["RewardModel", "LinearReward", "TabularReward", "MLPReward", "check_identifiable"]
 
 
+def standard_normal_prior(
+    dtype: torch.dtype = torch.float64, device: str | torch.device | None = None
+) -> dist.Normal:
+    """The default prior: Normal(0, 1) per parameter, on the reward's dtype and device."""
+    return dist.Normal(
+        torch.tensor(0.0, dtype=dtype, device=device), torch.tensor(1.0, dtype=dtype, device=device)
+    )
+
+
 def _validate_prior(prior: dist.Distribution, num_params: int, name: str) -> dist.Distribution:
     if not isinstance(prior, torch.distributions.Distribution):
         raise ValueError(f"{name} must be a univariate torch/pyro Distribution; got {prior!r}")
@@ -58,9 +67,8 @@ class RewardModel(PyroModule):
     def __init__(self, *, prior: dist.Distribution | None, num_params: int, name: str = "") -> None:
         super().__init__(name)
         self.num_params = int(num_params)
-        dtype = torch.get_default_dtype()
         if prior is None:
-            prior = dist.Normal(torch.tensor(0.0, dtype=dtype), torch.tensor(1.0, dtype=dtype))
+            prior = standard_normal_prior(torch.get_default_dtype())
         self.prior = _validate_prior(prior, self.num_params, "prior")
 
     @property
@@ -128,9 +136,7 @@ class LinearReward(RewardModel):
         if not torch.isfinite(feats).all():
             raise ValueError("features must be finite (found NaN or inf)")
         if prior is None:
-            prior = dist.Normal(
-                torch.tensor(0.0, dtype=feats.dtype), torch.tensor(1.0, dtype=feats.dtype)
-            )
+            prior = standard_normal_prior(feats.dtype, feats.device)
         super().__init__(prior=prior, num_params=feats.shape[-1])
         self.features = feats
         names = feature_names or [f"feature_{k}" for k in range(self.num_params)]
@@ -160,6 +166,7 @@ class TabularReward(RewardModel):
         per_action: if True, D = S·A parameters r[s, a]; else D = S, r[s, a] = theta[s].
         prior: univariate prior, batch_shape () or (D,); default Normal(0, 1).
         dtype: dtype of the default prior.
+        device: device of the default prior.
     """
 
     site_name = "state_rewards"
@@ -173,9 +180,10 @@ class TabularReward(RewardModel):
         per_action: bool = False,
         prior: dist.Distribution | None = None,
         dtype: torch.dtype = torch.float64,
+        device: str | torch.device | None = None,
     ) -> None:
         if prior is None:
-            prior = dist.Normal(torch.tensor(0.0, dtype=dtype), torch.tensor(1.0, dtype=dtype))
+            prior = standard_normal_prior(dtype, device)
         super().__init__(prior=prior, num_params=num_states * (num_actions if per_action else 1))
         self.num_states, self.num_actions, self.per_action = num_states, num_actions, per_action
         if per_action:
@@ -224,9 +232,7 @@ class MLPReward(RewardModel):
             raise ValueError(f"hidden must be >= 1; got {hidden}")
         k = feats.shape[-1]
         if prior is None:
-            prior = dist.Normal(
-                torch.tensor(0.0, dtype=feats.dtype), torch.tensor(1.0, dtype=feats.dtype)
-            )
+            prior = standard_normal_prior(feats.dtype, feats.device)
         super().__init__(prior=prior, num_params=k * hidden + 2 * hidden)
         self.features, self.hidden, self.num_inputs = feats, hidden, k
 
