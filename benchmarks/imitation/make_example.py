@@ -90,8 +90,11 @@ def main(argv=None) -> None:
     p.add_argument("--slip", type=float, default=0.1)
     p.add_argument("--horizon", type=int, default=None, help="default 2N")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--sparse", action="store_true",
-                   help="write successors/successor_probs instead of dense transitions")
+    p.add_argument(
+        "--sparse",
+        action="store_true",
+        help="write successors/successor_probs instead of dense transitions",
+    )
     p.add_argument("--out-dir", default=".")
     args = p.parse_args(argv)
 
@@ -120,14 +123,15 @@ def main(argv=None) -> None:
             for a in range(len(MOVES)):
                 nz = np.flatnonzero(P[s, a])
                 succ[s, a, : len(nz)] = nz
-                succ[s, a, len(nz):] = s  # padding: zero probability
+                succ[s, a, len(nz) :] = s  # padding: zero probability
                 probs[s, a, : len(nz)] = P[s, a, nz]
         mdp.update(successors=succ, successor_probs=probs)
     else:
         mdp.update(transitions=P)
     np.savez(mdp_path, **mdp)
-    np.savez(demo_path, states=states, actions=actions,
-             lengths=np.full(args.demos, H, dtype=np.int64))
+    np.savez(
+        demo_path, states=states, actions=actions, lengths=np.full(args.demos, H, dtype=np.int64)
+    )
     print(mdp_path)
     print(demo_path)
 

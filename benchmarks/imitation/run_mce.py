@@ -36,8 +36,13 @@ import time
 
 _T_START = time.perf_counter()
 # One BLAS / OpenMP thread; must be set before numpy / torch are imported.
-for _var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS",
-             "VECLIB_MAXIMUM_THREADS", "NUMEXPR_NUM_THREADS"):
+for _var in (
+    "OMP_NUM_THREADS",
+    "OPENBLAS_NUM_THREADS",
+    "MKL_NUM_THREADS",
+    "VECLIB_MAXIMUM_THREADS",
+    "NUMEXPR_NUM_THREADS",
+):
     os.environ[_var] = "1"
 
 import argparse  # noqa: E402
@@ -96,7 +101,8 @@ def load_mdp(path: str, notes: list) -> dict:
         if not np.allclose(features, features[:, :1, :]):
             raise ValueError(
                 "action-dependent features (S, A, K): imitation's MCEIRL supports only "
-                "state rewards r(s), so this MDP cannot be run with it")
+                "state rewards r(s), so this MDP cannot be run with it"
+            )
         features = features[:, 0, :]
         notes.append("features were (S, A, K) but identical across actions; used (S, K).")
     if features.ndim != 2 or features.shape[0] != S:
@@ -116,13 +122,15 @@ def load_demos(path: str, S: int, A: int, H: int) -> tuple[np.ndarray, np.ndarra
     if states.shape != (n, H + 1) or actions.shape != (n, H):
         raise ValueError(
             f"demos must have states (n, H+1) and actions (n, H) with H={H}; "
-            f"got {states.shape}, {actions.shape}")
+            f"got {states.shape}, {actions.shape}"
+        )
     if "lengths" in z.files:
         lengths = np.asarray(z["lengths"])
         if not np.all(lengths == H):
             raise ValueError(
                 "all demonstration lengths must equal the horizon H: imitation's MCEIRL "
-                "compares demo occupancy with a full-horizon model occupancy")
+                "compares demo occupancy with a full-horizon model occupancy"
+            )
     if states.min() < 0 or states.max() >= S or actions.min() < 0 or actions.max() >= A:
         raise ValueError("demo state/action index out of range")
     return states, actions
@@ -147,12 +155,15 @@ class AlignedMCEIRL(mce_irl.MCEIRL):
         predicted_r = mce_irl.squeeze_r(self.reward_net(obs_mat, None, None, None))
         predicted_r_np = predicted_r.detach().cpu().numpy()
         D, _ = mce_irl.mce_occupancy_measures(
-            self.env, reward=predicted_r_np, discount=self.discount)
+            self.env, reward=predicted_r_np, discount=self.discount
+        )
         assert self.discount == 1.0
         visitations = D[: self.env.horizon].sum(axis=0)
         weights_th = th.as_tensor(
             visitations - self.demo_state_om,
-            dtype=self.reward_net.dtype, device=self.reward_net.device)
+            dtype=self.reward_net.dtype,
+            device=self.reward_net.device,
+        )
         loss = th.dot(weights_th, predicted_r)
         loss.backward()
         self.optimizer.step()
@@ -165,20 +176,38 @@ def main(argv=None) -> int:
     p.add_argument("--demos", required=True)
     p.add_argument("--out", required=True)
     p.add_argument("--max-iter", type=int, default=1000)
-    p.add_argument("--lr", type=float, default=1e-2, help="Adam learning rate (imitation default 1e-2)")
+    p.add_argument(
+        "--lr", type=float, default=1e-2, help="Adam learning rate (imitation default 1e-2)"
+    )
     p.add_argument("--seed", type=int, default=0, help="seeds torch (reward-net init) and the rng")
     p.add_argument("--linf-eps", type=float, default=1e-3, help="imitation default 1e-3")
     p.add_argument("--grad-l2-eps", type=float, default=1e-4, help="imitation default 1e-4")
-    p.add_argument("--occupancy", choices=("imitation", "aligned"), default="imitation",
-                   help="imitation: stock MCEIRL, occupancy over s_0..s_H; "
-                        "aligned: occupancy over s_0..s_{H-1} (exact max-ent gradient)")
-    p.add_argument("--obs", choices=("features", "onehot"), default="features",
-                   help="observation matrix: the given state features (linear reward) "
-                        "or one-hot states (tabular reward)")
-    p.add_argument("--dtype", choices=("float64", "float32"), default="float64",
-                   help="reward-net dtype (imitation's default would be float32)")
-    p.add_argument("--record-every", type=int, default=1,
-                   help="record time/correlation every this many iterations (and the last)")
+    p.add_argument(
+        "--occupancy",
+        choices=("imitation", "aligned"),
+        default="imitation",
+        help="imitation: stock MCEIRL, occupancy over s_0..s_H; "
+        "aligned: occupancy over s_0..s_{H-1} (exact max-ent gradient)",
+    )
+    p.add_argument(
+        "--obs",
+        choices=("features", "onehot"),
+        default="features",
+        help="observation matrix: the given state features (linear reward) "
+        "or one-hot states (tabular reward)",
+    )
+    p.add_argument(
+        "--dtype",
+        choices=("float64", "float32"),
+        default="float64",
+        help="reward-net dtype (imitation's default would be float32)",
+    )
+    p.add_argument(
+        "--record-every",
+        type=int,
+        default=1,
+        help="record time/correlation every this many iterations (and the last)",
+    )
     args = p.parse_args(argv)
 
     notes: list[str] = []
@@ -204,8 +233,12 @@ def main(argv=None) -> int:
         initial_state_dist=mdp["initial"],
     )
     reward_net = reward_nets.BasicRewardNet(
-        env.observation_space, env.action_space,
-        use_state=True, use_action=False, use_next_state=False, use_done=False,
+        env.observation_space,
+        env.action_space,
+        use_state=True,
+        use_action=False,
+        use_next_state=False,
+        use_done=False,
         hid_sizes=(),
     )
     if args.dtype == "float64":
@@ -224,7 +257,8 @@ def main(argv=None) -> int:
             "MCEIRL matches occupancies summed over s_0..s_H (H+1 states): demos passed "
             "as imitation Trajectory objects (H+1 observations each), model occupancy "
             "from mce_occupancy_measures (D has H+1 rows). The s_H term is extra relative "
-            "to the max-ent likelihood gradient; consistent, but not the exact MLE.")
+            "to the max-ent likelihood gradient; consistent, but not the exact MLE."
+        )
     else:
         om = np.zeros(S)
         np.add.at(om, states[:, :H].ravel(), 1.0)
@@ -234,10 +268,14 @@ def main(argv=None) -> int:
             f"horizon: env.horizon = H = {H}; occupancy ALIGNED: demo occupancy from "
             "states[:, :H] passed as an ndarray, model occupancy D[:H].sum(0) "
             "(subclass of MCEIRL differing only there): exact max-ent log-likelihood "
-            "gradient for rewards on s_0..s_{H-1}.")
+            "gradient for rewards on s_0..s_{H-1}."
+        )
 
     mce = algo_cls(
-        demonstrations, env, reward_net, rng,
+        demonstrations,
+        env,
+        reward_net,
+        rng,
         optimizer_cls=th.optim.Adam,
         optimizer_kwargs={"lr": args.lr},
         discount=1.0,
@@ -249,12 +287,18 @@ def main(argv=None) -> int:
 
     def state_reward() -> np.ndarray:
         with th.no_grad():
-            return mce_irl.squeeze_r(reward_net(obs_t, None, None, None)).cpu().numpy().astype(np.float64)
+            return (
+                mce_irl.squeeze_r(reward_net(obs_t, None, None, None))
+                .cpu()
+                .numpy()
+                .astype(np.float64)
+            )
 
     initial_corr = pearson(state_reward(), true_r) if true_r is not None else None
 
-    rec = dict(times=[], correlations=[], record_iters=[], linf_delta=[], grad_norm=[],
-               weight_norm=[])
+    rec = dict(
+        times=[], correlations=[], record_iters=[], linf_delta=[], grad_norm=[], weight_norm=[]
+    )
     state = dict(it=0, excluded=0.0, t0=None)
     orig_step = mce._train_step
 
@@ -265,11 +309,17 @@ def main(argv=None) -> int:
         k = state["it"]
         if k % args.record_every == 0 or k == 1 or k >= args.max_iter:
             _, visitations = out
-            grad_norm = float(th.sqrt(sum((q.grad.double() ** 2).sum() for q in reward_net.parameters())))
-            weight_norm = float(th.sqrt(sum((q.detach().double() ** 2).sum() for q in reward_net.parameters())))
+            grad_norm = float(
+                th.sqrt(sum((q.grad.double() ** 2).sum() for q in reward_net.parameters()))
+            )
+            weight_norm = float(
+                th.sqrt(sum((q.detach().double() ** 2).sum() for q in reward_net.parameters()))
+            )
             rec["record_iters"].append(k)
             rec["times"].append(t_now - state["t0"] - state["excluded"])
-            rec["correlations"].append(pearson(state_reward(), true_r) if true_r is not None else None)
+            rec["correlations"].append(
+                pearson(state_reward(), true_r) if true_r is not None else None
+            )
             rec["linf_delta"].append(float(np.max(np.abs(mce.demo_state_om - visitations))))
             rec["grad_norm"].append(grad_norm)
             rec["weight_norm"].append(weight_norm)
@@ -303,26 +353,32 @@ def main(argv=None) -> int:
     assert len(lin) == 1, "expected a single linear layer"
     final_weights = lin[0].weight.detach().double().reshape(-1).tolist()
     final_bias = float(lin[0].bias.detach().double().item())
-    last_lin, last_grad = rec["linf_delta"][-1], rec["grad_norm"][-1]
+    last_lin = rec["linf_delta"][-1]
     if iters < args.max_iter:
         stop = "converged"
-        why = ("linf_delta <= linf_eps" if last_lin is not None and last_lin <= args.linf_eps
-               else "grad_norm <= grad_l2_eps")
+        why = (
+            "linf_delta <= linf_eps"
+            if last_lin is not None and last_lin <= args.linf_eps
+            else "grad_norm <= grad_l2_eps"
+        )
     else:
         stop, why = "max_iter", f"reached --max-iter {args.max_iter}"
     notes.append(f"stopped: {stop} ({why}) after {iters} iterations.")
     notes.append(
         "times[i] = seconds since the start of mce.train() after iteration record_iters[i] "
         "(occupancy + Adam step), excluding the time spent on recording; wall_time_s also "
-        "includes the final policy computation inside train().")
+        "includes the final policy computation inside train()."
+    )
     notes.append(
         "train_cpu_time_s is this process's CPU time during train() (includes the small "
         "recording overhead); wall_time_s well above it means other processes competed "
-        "for the cores (see loadavg_1min_start_end).")
+        "for the cores (see loadavg_1min_start_end)."
+    )
     notes.append(
         f"reward net: BasicRewardNet(hid_sizes=(), use_action=False) on obs={args.obs} "
         f"-> one Linear layer ({n_params} parameters incl. bias), dtype {args.dtype}; "
-        f"Adam lr={args.lr}; discount 1; linf_eps={args.linf_eps}, grad_l2_eps={args.grad_l2_eps}.")
+        f"Adam lr={args.lr}; discount 1; linf_eps={args.linf_eps}, grad_l2_eps={args.grad_l2_eps}."
+    )
 
     result = {
         "times": rec["times"],
@@ -352,13 +408,22 @@ def main(argv=None) -> int:
             "weight_norm": rec["weight_norm"],
         },
         "config": {
-            "mdp": os.path.abspath(args.mdp), "demos": os.path.abspath(args.demos),
-            "max_iter": args.max_iter, "lr": args.lr, "seed": args.seed,
-            "linf_eps": args.linf_eps, "grad_l2_eps": args.grad_l2_eps,
-            "occupancy": args.occupancy, "obs": args.obs, "dtype": args.dtype,
+            "mdp": os.path.abspath(args.mdp),
+            "demos": os.path.abspath(args.demos),
+            "max_iter": args.max_iter,
+            "lr": args.lr,
+            "seed": args.seed,
+            "linf_eps": args.linf_eps,
+            "grad_l2_eps": args.grad_l2_eps,
+            "occupancy": args.occupancy,
+            "obs": args.obs,
+            "dtype": args.dtype,
             "record_every": args.record_every,
-            "n_states": S, "n_actions": A, "n_features": features.shape[1],
-            "horizon": H, "n_demos": int(states.shape[0]),
+            "n_states": S,
+            "n_actions": A,
+            "n_features": features.shape[1],
+            "horizon": H,
+            "n_demos": int(states.shape[0]),
         },
         "notes": notes,
     }
@@ -369,10 +434,12 @@ def main(argv=None) -> int:
         json.dump(result, f, indent=1, allow_nan=True)
     os.replace(tmp, args.out)
     fc = result["final_correlation"]
-    print(f"run_mce: S={S} H={H} n={states.shape[0]} iters={iters} ({stop}) "
-          f"train {wall:.2f}s setup {result['setup_time_s']:.2f}s "
-          f"corr {fc if fc is None else round(fc, 4)} rss {result['peak_rss_mb']:.0f}MB",
-          file=sys.stderr)
+    print(
+        f"run_mce: S={S} H={H} n={states.shape[0]} iters={iters} ({stop}) "
+        f"train {wall:.2f}s setup {result['setup_time_s']:.2f}s "
+        f"corr {fc if fc is None else round(fc, 4)} rss {result['peak_rss_mb']:.0f}MB",
+        file=sys.stderr,
+    )
     return 0
 
 
