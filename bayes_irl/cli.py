@@ -53,7 +53,7 @@ def _parser() -> argparse.ArgumentParser:
         "--num-samples",
         type=int,
         default=None,
-        help="draws per chain (NUTS/HMC, default 500) or SVI draws (default 1000)",
+        help="draws per chain (NUTS/HMC) or SVI draws (default 1000 for both)",
     )
     fit.add_argument("--warmup", type=int, default=500, help="NUTS/HMC warm-up per chain")
     fit.add_argument("--chains", type=int, default=2, help="NUTS/HMC chains (>= 2 for r_hat)")

@@ -102,7 +102,7 @@ def run_mcmc(
     jit_compile: bool = False,
     seed: int = 0,
     progress_bar: bool = True,
-    sufficient_statistics: bool | None = False,
+    sufficient_statistics: bool | None = None,
 ) -> Posterior:
     """Sample the posterior with NUTS or HMC.
 
@@ -131,9 +131,11 @@ def run_mcmc(
         seed: chain c is seeded with ``seed + c``.
         progress_bar: Pyro's per-chain progress bar.
         sufficient_statistics: sample with :func:`sufficient_statistics_potential`
-            (cost per gradient independent of the number of demonstrations). None: where
-            it applies; True: require it (ValueError where it does not apply); False
-            (default): trace the model at every gradient.
+            (cost per gradient independent of the number of demonstrations). None
+            (default): where it applies (linear reward, exact global normaliser,
+            full-length demonstrations; the posterior is the same, only cheaper); True:
+            require it (ValueError where it does not apply); False: trace the model at
+            every gradient.
 
     Returns:
         A :class:`Posterior` with ``method`` = kernel, sample_stats ``diverging`` and
