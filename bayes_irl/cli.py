@@ -148,7 +148,7 @@ def _fit(args) -> int:
     options: dict = {"seed": args.seed, "progress_bar": not args.no_progress}
     if args.method in ("nuts", "hmc"):
         options.update(
-            num_samples=args.num_samples or 500, warmup_steps=args.warmup, num_chains=args.chains
+            num_samples=args.num_samples or 1000, warmup_steps=args.warmup, num_chains=args.chains
         )
     else:
         options.update(num_samples=args.num_samples or 1000, num_steps=args.num_steps)
