@@ -4,6 +4,7 @@
 
 NAME: ``imitation`` (vs imitation's MCE IRL), ``overhead`` (Pyro SVI step / bare torch),
 ``nuts`` (NUTS effective samples per second), ``scaling`` (time and memory curves, PNGs),
+``importance_k`` (gradient time vs importance samples K, PNG),
 ``large`` (a 300x300 grid fitted by SVI, peak memory).
 
 One torch thread everywhere: on the shared 2-core machine two threads were measured
@@ -427,8 +428,7 @@ def bench_scaling(quick: bool) -> dict:
                                            "subsample": sub, "repeats": 5})
             curves["demos"].append({"S": 100, "H": 20, "demos": n, "subsample": sub, **res})
             print("demos", n, sub, res, flush=True)
-    curves["importance_K"] = "not run: inference/importance.py is another engineer's module; " \
-                             "its K-scaling is theirs to benchmark"
+    curves["importance_K"] = "see the importance_k section (run.py --only importance_k)"
     plot_scaling(curves)
     return curves
 
@@ -464,6 +464,98 @@ def plot_scaling(curves: dict) -> None:
     fig.savefig(ROOT / "benchmarks" / "scaling.png", dpi=110)
 
 
+# ---------------------------------------------------------------- 4b. importance samples K
+IMPORTANCE_KS = (64, 128, 256, 512, 1024, 2048, 4096)
+
+
+def worker_importance_step(num_samples: int | None, repeats: int) -> dict:
+    """Time one gradient of -log p(demos | theta) with an importance (or exact) normaliser.
+
+    10x10 gridworld (slip 0.1, H = 20, 4 features), 200 causal demos, theta = the true
+    weights; same measurement as the ``demos`` scaling curve (forward + backward of
+    ``MaxEntTrajectory.log_prob(demos).sum()``, best of ``repeats``). ``num_samples=None``
+    is the exact global normaliser. The proposal is a :class:`PolicyProposal` set to the
+    maximum causal entropy policy of the true reward (``soft_backup_``); drawing its bank
+    is timed separately (``bank_s``) since a fit redraws it only on ``refresh``.
+    """
+    from bayes_irl import GridWorld
+    from bayes_irl.inference import ExactNormalizer
+    from bayes_irl.inference.importance import ImportanceNormalizer, PolicyProposal
+    from bayes_irl.models import MaxEntTrajectory
+
+    world = GridWorld.create(size=10, slip=0.1, horizon=20, num_features=4, seed=0)
+    mdp = world.mdp
+    data = world.sample_demonstrations(200, seed=1).as_tensor()
+    theta = world.true_weights.detach().clone().to(torch.float64).requires_grad_(True)
+    exact = ExactNormalizer(mdp)
+    true_r = world.reward_model.step_rewards(theta.detach())
+    out: dict = {"K": num_samples}
+    if num_samples is None:
+        norm = exact
+    else:
+        proposal = PolicyProposal(mdp).soft_backup_(true_r)
+        w, c = time.perf_counter(), time.process_time()
+        norm = ImportanceNormalizer(mdp, proposal, num_samples=num_samples,
+                                    khat_policy="ignore", seed=0)
+        out["bank_s"] = time.perf_counter() - w
+        out["bank_cpu_s"] = time.process_time() - c
+    base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    walls, cpus = [], []
+    for _ in range(repeats):
+        w, c = time.perf_counter(), time.process_time()
+        r = world.reward_model.step_rewards(theta)
+        loss = -MaxEntTrajectory(r.unsqueeze(-3), norm).log_prob(data).sum()
+        loss.backward()
+        walls.append(time.perf_counter() - w)
+        cpus.append(time.process_time() - c)
+        theta.grad = None
+    with torch.no_grad():
+        log_z = float(exact.log_normalizer(true_r))
+        out["logZ_error"] = float(norm.log_normalizer(true_r)) - log_z
+    if num_samples is not None:
+        d = norm.diagnostics
+        out["khat"], out["ess"] = float(d.khat), float(d.ess)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    return {**out, "wall_s": float(np.min(walls)), "cpu_s": float(np.min(cpus)),
+            "peak_rss_mb": peak, "rss_before_mb": base_rss, "loadavg": load()}
+
+
+def bench_importance_k(quick: bool) -> dict:
+    ks = IMPORTANCE_KS[:3] if quick else IMPORTANCE_KS
+    rows = []
+    for k in (None, *ks):
+        res = run_worker("importance_step", {"num_samples": k, "repeats": 5 if quick else 20})
+        rows.append({"S": 100, "H": 20, "demos": 200, **res})
+        print("importance_k", k, json.dumps(res), flush=True)
+    plot_importance_k(rows)
+    return {"machine": machine_info(), "rows": rows,
+            "setup": "GridWorld.create(size=10, slip=0.1, horizon=20, num_features=4, seed=0), "
+                     "200 causal demos, theta = true weights; one forward + backward of "
+                     "-MaxEntTrajectory.log_prob(demos).sum(); K = None is ExactNormalizer; "
+                     "proposal PolicyProposal.soft_backup_(true reward); best of repeats; "
+                     "fresh process per point"}
+
+
+def plot_importance_k(rows: list[dict]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    pts = [p for p in rows if p.get("K") and "cpu_s" in p]
+    exact = next((p for p in rows if p.get("K") is None and "cpu_s" in p), None)
+    fig, ax = plt.subplots(figsize=(5.5, 3.8))
+    ax.loglog([p["K"] for p in pts], [p["cpu_s"] for p in pts], "o-",
+              label="ImportanceNormalizer")
+    if exact:
+        ax.axhline(exact["cpu_s"], color="C1", ls="--", label="ExactNormalizer")
+    ax.set(xlabel="importance samples K (10x10, H = 20, 200 demos)",
+           ylabel="CPU s per gradient", title="importance samples K")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(ROOT / "benchmarks" / "scaling_importance_k.png", dpi=110)
+
+
 # ---------------------------------------------------------------- 5. large grid
 def worker_large_grid(size: int, horizon: int, steps: int) -> dict:
     from bayes_irl.inference import ExactNormalizer, run_svi
@@ -493,7 +585,7 @@ def bench_large(quick: bool) -> list[dict]:
 
 
 BENCHES = {"imitation": bench_imitation, "overhead": bench_overhead, "nuts": bench_nuts,
-           "scaling": bench_scaling, "large": bench_large}
+           "scaling": bench_scaling, "importance_k": bench_importance_k, "large": bench_large}
 
 
 def main(argv=None) -> int:
@@ -512,15 +604,17 @@ def main(argv=None) -> int:
     names = args.only or list(BENCHES)
     out_path = Path(args.out)
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
-    results["machine"] = machine_info()
-    results["quick"] = args.quick
+    if not (args.only and "machine" in results):  # --only merges into the existing file
+        results["machine"] = machine_info()
+        results["quick"] = args.quick
     start = time.perf_counter()
     for name in names:
         t = time.perf_counter()
         results[name] = BENCHES[name](args.quick)
         print(f"[{name}] {time.perf_counter() - t:.0f} s", flush=True)
         out_path.write_text(json.dumps(results, indent=1, default=float))
-    results["total_wall_s"] = time.perf_counter() - start
+    if not args.only:
+        results["total_wall_s"] = time.perf_counter() - start
     out_path.write_text(json.dumps(results, indent=1, default=float))
     sys.path.insert(0, str(Path(__file__).parent))
     from report import render
