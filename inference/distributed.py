@@ -48,7 +48,7 @@ from pyro.optim import ClippedAdam
 from pyro.poutine.messenger import Messenger
 
 from bayes_irl.inference.posterior import Posterior
-from bayes_irl.inference.svi import draw_from_guide, make_guide
+from bayes_irl.inference.svi import guide_posterior, make_guide
 
 __all__ = ["init_from_env", "run_distributed_svi", "run_local", "shard"]
 
@@ -180,26 +180,19 @@ def run_distributed_svi(
     wall = time.perf_counter() - start
     if rank != 0:
         return None
-    draws = draw_from_guide(model, guide_fn, prepared, num_samples)
-    return Posterior(
-        samples={k: v.unsqueeze(0) for k, v in draws.items()},
-        method="svi",
-        model=model,
-        data=prepared,
+    return guide_posterior(
+        model,
+        prepared,
+        guide_fn,
+        losses=losses,
+        num_samples=num_samples,
         attrs={
             "seed": seed,
-            "guide": type(guide_fn).__name__,
             "num_steps": num_steps,
             "learning_rate": learning_rate,
             "num_particles": num_particles,
             "world_size": world_size,
             "wall_time_s": wall,
-            "final_loss": float(losses[-10:].mean()),
-        },
-        extra={
-            "guide": guide_fn,
-            "losses": losses,
-            "sample_stats_extra": {"loss": (losses, "svi_step")},
         },
     )
 

@@ -26,7 +26,7 @@ from tqdm.auto import tqdm
 
 from bayes_irl.inference.posterior import Posterior
 
-__all__ = ["SVIResult", "run_svi", "draw_from_guide", "make_guide", "GUIDES"]
+__all__ = ["SVIResult", "run_svi", "draw_from_guide", "guide_posterior", "make_guide", "GUIDES"]
 
 GUIDES: dict[str, Callable] = {
     "normal": autoguide.AutoNormal,
@@ -204,6 +204,38 @@ def run_svi(
     )
     if isinstance(guide_fn, autoguide.AutoLaplaceApproximation):
         guide_fn = guide_fn.laplace_approximation(data)
+    return guide_posterior(
+        model,
+        data,
+        guide_fn,
+        losses=result.losses,
+        num_samples=num_samples,
+        attrs={
+            "seed": seed,
+            "num_steps": num_steps,
+            "learning_rate": learning_rate,
+            "num_particles": num_particles,
+            "wall_time_s": result.wall_time,
+        },
+    )
+
+
+def guide_posterior(
+    model, data, guide_fn: Callable, *, losses: np.ndarray, num_samples: int, attrs: dict
+) -> Posterior:
+    """Package a fitted guide as a one-chain :class:`Posterior` of ``num_samples`` draws.
+
+    Args:
+        model: the fitted model.
+        data: its prepared data.
+        guide_fn: the fitted Pyro guide.
+        losses: ELBO loss per step, shape (num_steps,).
+        num_samples: independent draws from the guide.
+        attrs: run metadata; the guide's class and the final loss are added.
+
+    Returns:
+        The Posterior (``method="svi"``; the loss trace in sample_stats as ``loss``).
+    """
     draws = draw_from_guide(model, guide_fn, data, num_samples)
     return Posterior(
         samples={k: v.unsqueeze(0) for k, v in draws.items()},
@@ -211,17 +243,13 @@ def run_svi(
         model=model,
         data=data,
         attrs={
-            "seed": seed,
+            **attrs,
             "guide": type(guide_fn).__name__,
-            "num_steps": num_steps,
-            "learning_rate": learning_rate,
-            "num_particles": num_particles,
-            "wall_time_s": result.wall_time,
-            "final_loss": float(result.losses[-10:].mean()),
+            "final_loss": float(losses[-10:].mean()),
         },
         extra={
             "guide": guide_fn,
-            "losses": result.losses,
-            "sample_stats_extra": {"loss": (result.losses, "svi_step")},
+            "losses": losses,
+            "sample_stats_extra": {"loss": (losses, "svi_step")},
         },
     )
