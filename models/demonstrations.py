@@ -131,6 +131,32 @@ class DemonstrationModel:
             The demonstrations (observed or sampled), shape (n_or_subsample, T + 1, 2).
         """
         step_rewards = self.reward_model()  # batch + (S, A)
+        return self.observe(
+            step_rewards, data, subsample=subsample, num_demonstrations=num_demonstrations
+        )
+
+    def observe(
+        self,
+        step_rewards: torch.Tensor,
+        data: torch.Tensor | None,
+        *,
+        subsample: bool = True,
+        num_demonstrations: int | None = None,
+    ) -> torch.Tensor:
+        """The likelihood part alone: the demos plate given step rewards.
+
+        Shared by models that draw one reward for several kinds of data (e.g.
+        :class:`bayes_irl.models.CombinedModel`).
+
+        Args:
+            step_rewards: ``r[..., s, a]``, shape batch + (S, A).
+            data: prepared demonstrations (n, T + 1, 2), or None to simulate.
+            subsample: use ``subsample_size``.
+            num_demonstrations: n when ``data`` is None.
+
+        Returns:
+            The demonstrations (observed or sampled), shape (n_or_subsample, T + 1, 2).
+        """
         n = data.shape[0] if data is not None else int(num_demonstrations or 1)
         size = self.subsample_size if subsample else None
         with pyro.plate("demos", n, subsample_size=size, dim=-1) as index:

@@ -57,7 +57,6 @@ from torch.distributions.utils import broadcast_all
 
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.models.demonstrations import DemonstrationModel
-from bayes_irl.models.maxent import MaxEntTrajectory
 from bayes_irl.rewards import RewardModel
 from bayes_irl.trajectories import TrajectoryBatch
 
@@ -851,16 +850,7 @@ class CombinedModel:
     def __call__(self, data: dict, *, subsample: bool = True):
         """Run the joint model on prepared data; returns (demonstrations, preferences)."""
         step_rewards = self.reward_model()
-        demo_model = self.demonstrations
-        demos = data["demonstrations"]
-        size = demo_model.subsample_size if subsample else None
-        with pyro.plate("demos", demos.shape[0], subsample_size=size, dim=-1) as index:
-            trajectory = MaxEntTrajectory(
-                step_rewards.unsqueeze(-3),
-                demo_model.normalizer,
-                given_initial_state=demo_model.given_initial_state,
-            )
-            x = pyro.sample(demo_model.observed_site, trajectory, obs=demos[index])
+        x = self.demonstrations.observe(step_rewards, data["demonstrations"], subsample=subsample)
         y = self.preferences.observe(step_rewards, data["preferences"], subsample=subsample)
         return x, y
 
