@@ -19,21 +19,32 @@ import torch
 
 from bayes_irl.mdp import TabularMDP
 
-__all__ = ["TrajectoryBatch", "PAD"]
+__all__ = ["TrajectoryBatch", "PAD", "as_int_tensor"]
 
 PAD = -1
 """Padding value for unobserved states and actions in the tensor encoding."""
 
 
-def _int_tensor(value, name: str) -> torch.Tensor:
+def as_int_tensor(value, name: str, expected: str = "") -> torch.Tensor:
+    """Convert integer-valued ``value`` to int64, rejecting NaN/inf and non-integral floats.
+
+    Args:
+        value: array-like or tensor.
+        name: argument name used in the error messages.
+        expected: optional description of the expected shape, appended to the messages.
+
+    Raises:
+        ValueError: naming ``name`` for non-finite, non-integral or non-numeric input.
+    """
+    what = f" {expected}" if expected else ""
     array = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
     if array.dtype.kind == "f":
         if not np.isfinite(array).all():
-            raise ValueError(f"{name} must be finite integers; found NaN or inf")
+            raise ValueError(f"{name} must be finite integers{what}; found NaN or inf")
         if not np.array_equal(array, np.round(array)):
-            raise ValueError(f"{name} must hold integers; got non-integral floats")
+            raise ValueError(f"{name} must hold integers{what}; got non-integral floats")
     elif array.dtype.kind not in "iu":
-        raise ValueError(f"{name} must be an integer array; got dtype {array.dtype}")
+        raise ValueError(f"{name} must be an integer array{what}; got dtype {array.dtype}")
     return torch.as_tensor(array.astype(np.int64))
 
 
@@ -81,8 +92,8 @@ class TrajectoryBatch:
         Raises:
             ValueError: naming the argument and the expected shape or range.
         """
-        states_t = _int_tensor(states, "states")
-        actions_t = _int_tensor(actions, "actions")
+        states_t = as_int_tensor(states, "states")
+        actions_t = as_int_tensor(actions, "actions")
         if states_t.dim() != 2:
             raise ValueError(f"states must have shape (n, T + 1); got {tuple(states_t.shape)}")
         if actions_t.dim() != 2:
@@ -101,7 +112,7 @@ class TrajectoryBatch:
         if lengths is None:
             lengths_t = torch.full((n,), horizon, dtype=torch.int64)
         else:
-            lengths_t = _int_tensor(lengths, "lengths")
+            lengths_t = as_int_tensor(lengths, "lengths")
             if lengths_t.shape != (n,):
                 raise ValueError(f"lengths must have shape ({n},); got {tuple(lengths_t.shape)}")
             if (lengths_t < 1).any() or (lengths_t > horizon).any():
@@ -122,7 +133,7 @@ class TrajectoryBatch:
             raise ValueError(f"actions must be >= 0 within each length; actions[{i}, {t}] < 0")
         ctx = None
         if contexts is not None:
-            ctx = _int_tensor(contexts, "contexts")
+            ctx = as_int_tensor(contexts, "contexts")
             if ctx.shape != (n,):
                 raise ValueError(f"contexts must have shape ({n},); got {tuple(ctx.shape)}")
         batch = cls(states=states_t, actions=actions_t, lengths=lengths_t, contexts=ctx)

@@ -58,7 +58,7 @@ from torch.distributions.utils import broadcast_all
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.models.demonstrations import DemonstrationModel
 from bayes_irl.rewards import RewardModel
-from bayes_irl.trajectories import TrajectoryBatch
+from bayes_irl.trajectories import TrajectoryBatch, as_int_tensor
 
 __all__ = [
     "BradleyTerry",
@@ -439,24 +439,12 @@ class PreparedPreferences:
         return self.outcomes is not None
 
 
-def _as_index(value, name: str, shape_text: str) -> torch.Tensor:
-    array = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
-    if array.dtype.kind == "f":
-        if not np.isfinite(array).all():
-            raise ValueError(f"{name} must be finite integer indices {shape_text}; found NaN/inf")
-        if not np.array_equal(array, np.round(array)):
-            raise ValueError(f"{name} must hold integer indices {shape_text}")
-    elif array.dtype.kind not in "iu":
-        raise ValueError(f"{name} must hold integer indices {shape_text}; got {array.dtype}")
-    return torch.as_tensor(array.astype(np.int64))
-
-
 def _as_trajectories(value, name: str, mdp: TabularMDP | None) -> torch.Tensor:
     if isinstance(value, TrajectoryBatch):
         if mdp is not None:
             value.validate_against(mdp)
         return value.as_tensor()
-    tensor = _as_index(value, name, "(trajectory encoding)")
+    tensor = as_int_tensor(value, name, "(trajectory encoding)")
     if tensor.dim() != 3 or tensor.shape[-1] != 2:
         raise ValueError(f"{name} must have shape (n, T + 1, 2); got {tuple(tensor.shape)}")
     return TrajectoryBatch.from_tensor(tensor, mdp=mdp).as_tensor()
@@ -633,7 +621,7 @@ class PreferenceModel:
         )
 
     def _check_indices(self, value, name: str, shape: tuple[int, ...]) -> torch.Tensor:
-        index = _as_index(value, name, f"of shape {shape}")
+        index = as_int_tensor(value, name, f"of shape {shape}")
         if tuple(index.shape) != shape:
             raise ValueError(
                 f"{name} must be item indices of shape {shape}; got {tuple(index.shape)}"
@@ -647,7 +635,7 @@ class PreferenceModel:
         if self.items is None:
             if isinstance(data.rankings, TrajectoryBatch):
                 raise ValueError("rankings must have shape (n, k, T + 1, 2)")
-            raw = _as_index(data.rankings, "rankings", "(n, k, T + 1, 2)")
+            raw = as_int_tensor(data.rankings, "rankings", "(n, k, T + 1, 2)")
             if raw.dim() != 4 or raw.shape[-1] != 2 or raw.shape[1] < 2:
                 raise ValueError(
                     f"rankings must have shape (n, k, T + 1, 2), k >= 2; got {tuple(raw.shape)}"
@@ -657,7 +645,7 @@ class PreferenceModel:
             ranked = torch.arange(n * k).reshape(n, k)
         else:
             items = self.items
-            ranked = _as_index(data.rankings, "rankings", "of shape (n, k)")
+            ranked = as_int_tensor(data.rankings, "rankings", "of shape (n, k)")
             if ranked.dim() != 2 or ranked.shape[1] < 2 or ranked.shape[0] == 0:
                 raise ValueError(
                     f"rankings must be item indices of shape (n, k), k >= 2; got "
@@ -915,7 +903,7 @@ def simulate_comparisons(
         first = torch.randint(m, (num,), generator=generator)
         second = (first + 1 + torch.randint(m - 1, (num,), generator=generator)) % m
     else:
-        pairs = _as_index(pairs, "pairs", f"of shape ({num}, 2)")
+        pairs = as_int_tensor(pairs, "pairs", f"of shape ({num}, 2)")
         if tuple(pairs.shape) != (num, 2):
             raise ValueError(f"pairs must have shape ({num}, 2); got {tuple(pairs.shape)}")
         first, second = pairs[:, 0], pairs[:, 1]
