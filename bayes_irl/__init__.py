@@ -2,11 +2,15 @@
 
 Demonstrations are draws from P(x | theta) ∝ b(x) exp R_theta(x); bayes_irl fits the
 posterior p(theta | demonstrations) with SVI, NUTS/HMC and friends, and hands it to
-ArviZ. See the README and ``DESIGN.md`` for the math and the layout.
+ArviZ. The package is layered one way: this core (environments, trajectories, reward
+models, soft-Bellman and LQ algebra, policies, I/O) <- :mod:`bayes_irl.models` (Pyro
+distributions and models) <- :mod:`bayes_irl.inference` (normalisers, back-ends,
+Posterior) <- :mod:`bayes_irl.app` (CLI, plots). See the README's architecture section.
 """
 
 from bayes_irl.gridworld import GridWorld
 from bayes_irl.mdp import TabularMDP
+from bayes_irl.policies import GaussianMLPPolicy, GaussianPolicy, LinearGaussianPolicy
 from bayes_irl.rewards import (
     LinearReward,
     MLPReward,
@@ -14,30 +18,24 @@ from bayes_irl.rewards import (
     TabularReward,
     check_identifiable,
 )
+from bayes_irl.sequences import TokenSequenceEnv
 from bayes_irl.trajectories import PAD, TrajectoryBatch
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "GaussianMLPPolicy",
+    "GaussianPolicy",
     "GridWorld",
+    "LinearGaussianPolicy",
     "LinearReward",
     "MLPReward",
     "PAD",
     "RewardModel",
     "TabularMDP",
     "TabularReward",
+    "TokenSequenceEnv",
     "TrajectoryBatch",
     "check_identifiable",
     "__version__",
 ]
-from bayes_irl.gaussian_policy import (  # noqa: E402
-    GaussianMLPPolicy,
-    GaussianPolicy,
-    LinearGaussianPolicy,
-)
-
-__all__ += ["GaussianMLPPolicy", "GaussianPolicy", "LinearGaussianPolicy"]
-
-from bayes_irl.sequences import TokenSequenceEnv  # noqa: E402
-
-__all__ += ["TokenSequenceEnv"]

@@ -26,9 +26,9 @@ from typing import Literal
 import numpy as np
 import torch
 
-from bayes_irl.inference.exact import MaxEntKind, sample_maxent_trajectories
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.rewards import LinearReward, check_identifiable
+from bayes_irl.soft_bellman import MaxEntKind, sample_maxent_trajectories
 from bayes_irl.trajectories import TrajectoryBatch
 
 __all__ = ["GridWorld", "ACTION_NAMES"]

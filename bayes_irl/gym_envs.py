@@ -12,7 +12,7 @@ dynamics of a :class:`~bayes_irl.linear_quadratic.LinearQuadraticMDP`::
 Observation ``x_t`` (``Box(-inf, inf, (dx,), float64)``), action ``u_t``
 (``Box(-inf, inf, (du,), float64)``). The reward is returned for information only, at a
 fixed ``theta`` given to the constructor (zero when ``theta=None``): inverse RL never reads
-it. Code that should not know the dynamics (:class:`bayes_irl.inference.importance_continuous.
+it. Code that should not know the dynamics (:class:`bayes_irl.inference.normalizers.simulator.
 SimulatorImportanceNormalizer`) uses ``reset``/``step`` only.
 
 gymnasium is an optional dependency (``pip install bayes_irl[dev]`` or

@@ -43,8 +43,8 @@ where ``E`` (shape ``(d, D)``) places :math:`q` on the coordinates of
 exists iff :math:`\Lambda(\theta)` is positive definite; the control part :math:`r` must be
 positive because the actions have no prior (at ``t = T-1`` nothing but :math:`R` bounds
 :math:`u_{T-1}`). The normaliser :math:`\log Z(\theta)` is computed in
-:mod:`bayes_irl.inference.exact_lq`; this module provides the environment, the quadratic
-form, the Gaussian over trajectories and exact sampling.
+:mod:`bayes_irl.inference.normalizers.linear_quadratic`; this module provides the
+environment, the quadratic form, the Gaussian over trajectories and exact sampling.
 
 Examples:
     >>> import torch

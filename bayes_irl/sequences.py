@@ -24,7 +24,7 @@ Maxent = RLHF. For beta > 0 the KL-regularised RLHF objective
 is maximised by pi*(x | y) = pi_ref(x | y) exp(R(x, y) / beta) / Z(y), with
 J(pi*) = beta log Z(y): the maxent distribution with base measure pi_ref and reward
 R / beta. Its token-level policy is pi*_t(a | s) = exp(Q_t(s, a) - V_t(s)) from the soft
-backward recursion (:mod:`bayes_irl.inference.exact`) run on r / beta — with deterministic
+backward recursion (:mod:`bayes_irl.soft_bellman`) run on r / beta — with deterministic
 transitions the global and causal recursions coincide, so the policy reproduces the
 sequence distribution exactly. Bradley-Terry is the maxent model on a two-element choice
 set (:func:`bayes_irl.models.preferences.choice_set_mdp`).
@@ -40,9 +40,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from bayes_irl.inference.exact import soft_values, step_q_values
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.rewards import LinearReward, MLPReward
+from bayes_irl.soft_bellman import soft_values, step_q_values
 
 __all__ = [
     "TokenSequenceEnv",

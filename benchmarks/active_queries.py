@@ -20,8 +20,8 @@ import torch
 
 from bayes_irl import GridWorld
 from bayes_irl.inference.active import run_active_learning
-from bayes_irl.inference.exact import sample_maxent_trajectories
 from bayes_irl.models.preferences import PreferenceModel
+from bayes_irl.soft_bellman import sample_maxent_trajectories
 
 
 def make_problem(seed: int, *, size: int = 4, horizon: int = 6, num_rewards: int = 15,

@@ -13,8 +13,8 @@ import torch
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer, run_svi
-from bayes_irl.inference.importance import ImportanceNormalizer, TwistedProposal
-from bayes_irl.inference.smc import SMCNormalizer
+from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, TwistedProposal
+from bayes_irl.inference.normalizers.smc import SMCNormalizer
 from bayes_irl.models import DemonstrationModel
 
 

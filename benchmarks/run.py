@@ -89,7 +89,7 @@ def make_world(size: int, horizon: int | None = None, seed: int = 0):
 
 def expected_return(mdp, learned_rewards: torch.Tensor, true_rewards: torch.Tensor) -> float:
     """E[sum_t r*(s_t, a_t)] under the causal soft-optimal policy of ``learned_rewards``."""
-    from bayes_irl.inference.exact import soft_values, step_q_values
+    from bayes_irl.soft_bellman import soft_values, step_q_values
 
     with torch.no_grad():
         values = soft_values(mdp, learned_rewards, kind="causal")
@@ -381,7 +381,7 @@ def worker_grad_step(size: int, horizon: int, demos: int, subsample: int | None,
     if demos:
         gen = torch.Generator().manual_seed(0)
         # uniform random (valid) trajectories: scoring cost does not depend on realism
-        from bayes_irl.inference.exact import sample_maxent_trajectories
+        from bayes_irl.soft_bellman import sample_maxent_trajectories
 
         data = sample_maxent_trajectories(world.mdp, torch.zeros(size * size, 5,
                                           dtype=torch.float64), demos, generator=gen)
@@ -480,7 +480,7 @@ def worker_importance_step(num_samples: int | None, repeats: int) -> dict:
     """
     from bayes_irl import GridWorld
     from bayes_irl.inference import ExactNormalizer
-    from bayes_irl.inference.importance import ImportanceNormalizer, PolicyProposal
+    from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, PolicyProposal
     from bayes_irl.models import MaxEntTrajectory
 
     world = GridWorld.create(size=10, slip=0.1, horizon=20, num_features=4, seed=0)

@@ -6,11 +6,12 @@ the same model and prepared data and returns the same :class:`Posterior`.
 ============  ==================================================================
 method        back-end
 ============  ==================================================================
-"svi"         :func:`bayes_irl.inference.svi.run_svi` (default guide
+"svi"         :func:`bayes_irl.inference.backends.svi.run_svi` (default guide
               AutoMultivariateNormal; ``guide=`` any autoguide name/class/callable)
-"laplace"     SVI with AutoLaplaceApproximation (MAP + Hessian), then Gaussian draws
-"nuts"        :func:`bayes_irl.inference.mcmc.run_mcmc` with the NUTS kernel
-"hmc"         :func:`bayes_irl.inference.mcmc.run_mcmc` with fixed-length HMC
+"laplace"     :func:`bayes_irl.inference.backends.svi.run_laplace` (MAP + Hessian)
+"nuts"        :func:`bayes_irl.inference.backends.mcmc.run_mcmc` with the NUTS kernel
+"hmc"         :func:`bayes_irl.inference.backends.mcmc.run_mcmc` with fixed-length HMC
+"importance"  :func:`bayes_irl.inference.backends.importance.run_importance` (SIR)
 ============  ==================================================================
 """
 
@@ -20,35 +21,10 @@ from collections.abc import Callable
 
 import pyro
 
-from bayes_irl.inference.mcmc import run_mcmc
+from bayes_irl.inference.backends import BACKENDS
 from bayes_irl.inference.posterior import Posterior
-from bayes_irl.inference.svi import run_svi
 
 __all__ = ["fit", "BACKENDS", "register_backend"]
-
-
-def _laplace(model, data, **options) -> Posterior:
-    options.setdefault("guide", "laplace")
-    posterior = run_svi(model, data, **options)
-    posterior.method = "laplace"
-    return posterior
-
-
-def _nuts(model, data, **options) -> Posterior:
-    return run_mcmc(model, data, kernel="nuts", **options)
-
-
-def _hmc(model, data, **options) -> Posterior:
-    return run_mcmc(model, data, kernel="hmc", **options)
-
-
-BACKENDS: dict[str, Callable[..., Posterior]] = {
-    "svi": run_svi,
-    "laplace": _laplace,
-    "nuts": _nuts,
-    "hmc": _hmc,
-}
-"""Back-end name -> function ``(model, data, **options) -> Posterior``."""
 
 
 def register_backend(name: str, backend: Callable[..., Posterior]) -> None:

@@ -59,9 +59,9 @@ import pandas as pd
 import torch
 import xarray as xr
 
-from bayes_irl.inference.exact import sample_maxent_trajectories
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.models.demonstrations import DemonstrationModel
+from bayes_irl.soft_bellman import sample_maxent_trajectories
 
 __all__ = [
     "PPCResult",

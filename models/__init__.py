@@ -1,31 +1,21 @@
-"""Pyro models of bayes_irl, imported as ``bayes_irl.models``.
+"""Pyro distributions and models of bayes_irl, imported as ``bayes_irl.models``.
 
-The maxent trajectory distribution and the demonstration model; preference models share
-the same reward models and the same small model protocol (see
-:mod:`bayes_irl.models.demonstrations`).
+Imports the core only. The maxent trajectory distribution, the choice distributions
+(Bradley-Terry, Plackett-Luce) and the models built from them (demonstrations,
+preferences, both combined) share the reward models of :mod:`bayes_irl.rewards` and the
+model protocol of :mod:`bayes_irl.protocols`.
 """
 
-from bayes_irl.models.demonstrations import DemonstrationModel
-from bayes_irl.models.maxent import MaxEntTrajectory, TrajectoryConstraint
-
-__all__ = ["DemonstrationModel", "MaxEntTrajectory", "TrajectoryConstraint"]
-from bayes_irl.models.continuous import (  # noqa: E402
+from bayes_irl.models.continuous import (
     ContinuousDemonstrationModel,
     ContinuousMaxEntTrajectory,
     NeuralStateReward,
     QuadraticReward,
     TrajectoryLayout,
 )
-
-__all__ += [
-    "ContinuousDemonstrationModel",
-    "ContinuousMaxEntTrajectory",
-    "NeuralStateReward",
-    "QuadraticReward",
-    "TrajectoryLayout",
-]
-
-from bayes_irl.models.preferences import (  # noqa: E402
+from bayes_irl.models.demonstrations import DemonstrationModel
+from bayes_irl.models.maxent import MaxEntTrajectory, TrajectoryConstraint
+from bayes_irl.models.preferences import (
     BradleyTerry,
     CombinedModel,
     PairwiseComparisons,
@@ -36,13 +26,21 @@ from bayes_irl.models.preferences import (  # noqa: E402
     simulate_rankings,
 )
 
-__all__ += [
+__all__ = [
     "BradleyTerry",
     "CombinedModel",
+    "ContinuousDemonstrationModel",
+    "ContinuousMaxEntTrajectory",
+    "DemonstrationModel",
+    "MaxEntTrajectory",
+    "NeuralStateReward",
     "PairwiseComparisons",
     "PlackettLuce",
     "PreferenceModel",
+    "QuadraticReward",
     "Rankings",
+    "TrajectoryConstraint",
+    "TrajectoryLayout",
     "simulate_comparisons",
     "simulate_rankings",
 ]

@@ -19,9 +19,9 @@ and return :math:`R_\theta(z) = \sum_{t<T} r_\theta(x_t, u_t)` is
     \qquad Z(\theta) = \int b(z)\, e^{R_\theta(z)}\, dz.
 
 :math:`\log Z` comes from a normaliser: the analytic
-:class:`~bayes_irl.inference.exact_lq.LinearQuadraticNormalizer` for the quadratic reward
-on known LQ dynamics, or the importance estimate
-:class:`~bayes_irl.inference.importance_continuous.SimulatorImportanceNormalizer` through a
+:class:`~bayes_irl.inference.normalizers.linear_quadratic.LinearQuadraticNormalizer` for the
+quadratic reward on known LQ dynamics, or the importance estimate
+:class:`~bayes_irl.inference.normalizers.simulator.SimulatorImportanceNormalizer` through a
 black-box simulator. With a simulator :math:`\log b` is unknown; it does not depend on
 :math:`\theta`, so it is dropped (``log_base=None``): the posterior is unchanged, and the
 pointwise log-likelihoods are shifted by a per-demonstration constant that is the same
@@ -62,7 +62,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from bayes_irl.linear_quadratic import LinearQuadraticMDP, check_trajectory_shapes
-from bayes_irl.rewards import _validate_prior
+from bayes_irl.rewards.tabular import _validate_prior
 
 __all__ = [
     "ContinuousDemonstrationModel",
@@ -428,7 +428,7 @@ class ContinuousMaxEntTrajectory(TorchDistribution):
     Examples:
         >>> import torch
         >>> from bayes_irl.linear_quadratic import LinearQuadraticMDP
-        >>> from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
+        >>> from bayes_irl.inference.normalizers.linear_quadratic import LinearQuadraticNormalizer
         >>> mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=5)
         >>> d = ContinuousMaxEntTrajectory(
         ...     torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64), QuadraticReward(2, 1),
@@ -556,7 +556,7 @@ class ContinuousDemonstrationModel:
     Examples:
         >>> import torch
         >>> from bayes_irl.linear_quadratic import LinearQuadraticMDP, sample_demonstrations
-        >>> from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
+        >>> from bayes_irl.inference.normalizers.linear_quadratic import LinearQuadraticNormalizer
         >>> mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=5)
         >>> model = ContinuousDemonstrationModel(
         ...     QuadraticReward(2, 1), LinearQuadraticNormalizer(mdp))

@@ -11,7 +11,7 @@ A trajectory observed only for its first L < T actions (padding -1, see
     log P(x_{0:L}) = sum_{t<L} [r + log beta + log p](s_t, a_t, s_{t+1}) + log p0(s_0)
                      + V_L(s_L) - log Z,
 
-where V is the soft value of :mod:`bayes_irl.inference.exact`. With
+where V is the soft value of :mod:`bayes_irl.soft_bellman`. With
 ``given_initial_state=True`` the start state is a context (conditioned on, not modelled):
 log p0(s_0) - log Z is replaced by -V_0(s_0). The causal model (normaliser kind
 ``"causal"``) uses log P(x) = log p0(s_0) + sum_{t<L} [Q_t - V_t + log p](s_t, a_t, s_{t+1}).
@@ -27,8 +27,8 @@ import torch
 from pyro.distributions import TorchDistribution
 from torch.distributions import constraints
 
-from bayes_irl.inference.exact import sample_maxent_trajectories, step_q_values
 from bayes_irl.mdp import TabularMDP
+from bayes_irl.soft_bellman import sample_maxent_trajectories, step_q_values
 
 __all__ = ["MaxEntTrajectory", "TrajectoryConstraint"]
 

@@ -12,8 +12,8 @@ from bayes_irl.inference.active import (
     expected_information_gain,
     run_active_learning,
 )
-from bayes_irl.inference.exact import sample_maxent_trajectories
 from bayes_irl.models.preferences import PreferenceModel
+from bayes_irl.soft_bellman import sample_maxent_trajectories
 
 
 def _binary_entropy(p):

@@ -21,7 +21,7 @@ from bayes_irl.inference import (
     BACKENDS,
     GUIDES,
     ExactNormalizer,
-    ImportanceSamplingWarning,
+    ImportanceWarning,
     fit,
     neural_spline_guide,
     pointwise_log_likelihood,
@@ -201,7 +201,7 @@ def test_importance_log_marginal_likelihood_matches_quadrature(problem, exact_po
 def test_importance_warns_on_high_khat(problem):
     # 30 prior draws for a posterior ~10x narrower than the prior: a few weights dominate.
     _, model, demos, _ = problem
-    with pytest.warns(ImportanceSamplingWarning, match="k-hat"):
+    with pytest.warns(ImportanceWarning, match="k-hat"):
         post = fit(model, demos, method="importance", num_proposals=30, num_samples=50)
     assert post.attrs["khat"] > 0.7
 

@@ -3,7 +3,7 @@
 import arviz as az
 import numpy as np
 
-from bayes_irl.cli import OUTPUT_FILES, main
+from bayes_irl.app.cli import OUTPUT_FILES, main
 
 
 def test_simulate_then_fit_user_files(tmp_path, capsys):

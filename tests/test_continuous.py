@@ -11,11 +11,10 @@ import pyro.distributions as dist
 import pytest
 import torch
 
-from bayes_irl.gaussian_policy import GaussianMLPPolicy, LinearGaussianPolicy
 from bayes_irl.gym_envs import LinearQuadraticVectorEnv
 from bayes_irl.inference import fit
-from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
-from bayes_irl.inference.importance_continuous import (
+from bayes_irl.inference.normalizers.linear_quadratic import LinearQuadraticNormalizer
+from bayes_irl.inference.normalizers.simulator import (
     ImportanceWarning,
     SimulatorGuideTrainer,
     SimulatorImportanceNormalizer,
@@ -29,6 +28,7 @@ from bayes_irl.models.continuous import (
     QuadraticReward,
     TrajectoryLayout,
 )
+from bayes_irl.policies.gaussian import GaussianMLPPolicy, LinearGaussianPolicy
 
 THETA = torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64)
 

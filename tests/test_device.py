@@ -9,8 +9,9 @@ import pytest
 import torch
 
 from bayes_irl import GridWorld, TabularMDP
-from bayes_irl.inference import ExactNormalizer, run_svi, soft_values
+from bayes_irl.inference import ExactNormalizer, run_svi
 from bayes_irl.models import DemonstrationModel
+from bayes_irl.soft_bellman import soft_values
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 

@@ -14,7 +14,7 @@ import torch.multiprocessing as mp
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer, run_svi
-from bayes_irl.inference.distributed import run_distributed_svi, run_local, shard
+from bayes_irl.inference.backends.distributed import run_distributed_svi, run_local, shard
 from bayes_irl.models import DemonstrationModel
 
 TOL = 1e-8

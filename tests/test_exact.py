@@ -3,8 +3,9 @@
 import pytest
 import torch
 
-from bayes_irl.inference import ExactNormalizer, sample_maxent_trajectories, soft_values
+from bayes_irl.inference import ExactNormalizer
 from bayes_irl.models import MaxEntTrajectory
+from bayes_irl.soft_bellman import sample_maxent_trajectories, soft_values
 from tests.helpers import all_trajectories, brute_force_log_weights, tiny_mdp
 
 # float64 throughout: enumeration and recursion then agree to ~1e-15 relative, so 1e-8 is a

@@ -6,11 +6,16 @@ import pytest
 import torch
 
 from bayes_irl import GridWorld
-from bayes_irl.inference import ExactNormalizer, run_svi, soft_values
-from bayes_irl.inference.guide_policy import GuidePolicyTrainer, guide_objective
-from bayes_irl.inference.importance import ImportanceNormalizer, PolicyProposal, TwistedProposal
-from bayes_irl.inference.smc import SMCNormalizer
+from bayes_irl.inference import ExactNormalizer, run_svi
+from bayes_irl.inference.guide_training import GuidePolicyTrainer, guide_objective
+from bayes_irl.inference.normalizers.importance import (
+    ImportanceNormalizer,
+    PolicyProposal,
+    TwistedProposal,
+)
+from bayes_irl.inference.normalizers.smc import SMCNormalizer
 from bayes_irl.models import DemonstrationModel
+from bayes_irl.soft_bellman import soft_values
 
 
 @pytest.fixture(scope="module")

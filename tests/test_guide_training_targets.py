@@ -14,8 +14,8 @@ import pytest
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer, run_svi
-from bayes_irl.inference.guide_policy import GuidePolicyTrainer
-from bayes_irl.inference.importance import ImportanceNormalizer, TwistedProposal
+from bayes_irl.inference.guide_training import GuidePolicyTrainer
+from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, TwistedProposal
 from bayes_irl.models import DemonstrationModel
 
 SVI_K = 4000  # bank size for the SVI posterior test (see its comment)

@@ -9,15 +9,15 @@ import numpy as np
 import pytest
 import torch
 
-from bayes_irl.gaussian_policy import LinearGaussianPolicy
 from bayes_irl.gym_envs import LinearQuadraticEnv, LinearQuadraticVectorEnv
 from bayes_irl.inference import fit
-from bayes_irl.inference.importance_continuous import (
+from bayes_irl.inference.normalizers.simulator import (
     SimulatorGuideTrainer,
     SimulatorImportanceNormalizer,
 )
 from bayes_irl.linear_quadratic import LinearQuadraticMDP, sample_demonstrations
 from bayes_irl.models.continuous import ContinuousDemonstrationModel, QuadraticReward
+from bayes_irl.policies.gaussian import LinearGaussianPolicy
 
 THETA = np.array([1.0, 0.5, 0.1])
 

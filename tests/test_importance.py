@@ -7,7 +7,7 @@ import torch
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer
-from bayes_irl.inference.importance import (
+from bayes_irl.inference.normalizers.importance import (
     ImportanceNormalizer,
     ImportanceSamplingError,
     ImportanceWarning,

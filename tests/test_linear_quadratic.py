@@ -21,7 +21,7 @@ import pytest
 import torch
 from scipy import integrate
 
-from bayes_irl.inference.exact_lq import LinearQuadraticNormalizer
+from bayes_irl.inference.normalizers.linear_quadratic import LinearQuadraticNormalizer
 from bayes_irl.linear_quadratic import (
     LinearQuadraticMDP,
     TrajectoryGaussian,

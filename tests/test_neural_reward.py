@@ -11,15 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from bayes_irl.gaussian_policy import LinearGaussianPolicy
 from bayes_irl.gym_envs import LinearQuadraticVectorEnv
 from bayes_irl.inference import fit
-from bayes_irl.inference.importance_continuous import (
+from bayes_irl.inference.normalizers.simulator import (
     SimulatorGuideTrainer,
     SimulatorImportanceNormalizer,
 )
 from bayes_irl.linear_quadratic import LinearQuadraticMDP, sample_demonstrations
 from bayes_irl.models.continuous import ContinuousDemonstrationModel, NeuralStateReward
+from bayes_irl.policies.gaussian import LinearGaussianPolicy
 
 THETA = torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64)
 

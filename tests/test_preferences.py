@@ -9,7 +9,7 @@ import torch
 from scipy.stats import chi2
 
 from bayes_irl import GridWorld
-from bayes_irl.inference import ExactNormalizer, fit, sample_maxent_trajectories
+from bayes_irl.inference import ExactNormalizer, fit
 from bayes_irl.models import DemonstrationModel, MaxEntTrajectory
 from bayes_irl.models.preferences import (
     TIE,
@@ -24,6 +24,7 @@ from bayes_irl.models.preferences import (
     simulate_rankings,
     trajectory_returns,
 )
+from bayes_irl.soft_bellman import sample_maxent_trajectories
 
 ATOL = 1e-12  # identities between exact float64 computations
 

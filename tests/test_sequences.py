@@ -132,7 +132,7 @@ def test_bradley_terry_is_maxent_on_two_element_choice_set(env, beta):
 
 
 def test_maxent_samples_are_valid_responses(env):
-    from bayes_irl.inference import sample_maxent_trajectories
+    from bayes_irl.soft_bellman import sample_maxent_trajectories
 
     r = env.true_step_rewards()
     gen = torch.Generator().manual_seed(0)
@@ -176,8 +176,8 @@ def test_guide_policy_trained_by_importance_normaliser_is_the_rlhf_policy(env, s
     """The guide policy of the ImportanceNormalizer (inference/importance.py), trained by
     GuidePolicyTrainer (inference/guide_policy.py, REINFORCE on the reverse KL), converges to
     pi* = pi_ref exp(R / beta) / Z: the guide IS an RLHF policy."""
-    from bayes_irl.inference.guide_policy import GuidePolicyTrainer
-    from bayes_irl.inference.importance import ImportanceNormalizer, PolicyProposal
+    from bayes_irl.inference.guide_training import GuidePolicyTrainer
+    from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, PolicyProposal
     from bayes_irl.policies import TabularPolicy
 
     beta = 0.5

@@ -7,8 +7,8 @@ import torch
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer
-from bayes_irl.inference.importance import PolicyProposal, TwistedProposal
-from bayes_irl.inference.smc import SMCNormalizer, smc_log_normalizer
+from bayes_irl.inference.normalizers.importance import PolicyProposal, TwistedProposal
+from bayes_irl.inference.normalizers.smc import SMCNormalizer, smc_log_normalizer
 
 
 @pytest.fixture(scope="module")

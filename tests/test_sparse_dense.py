@@ -11,7 +11,7 @@ import torch
 
 from bayes_irl import GridWorld, TabularMDP
 from bayes_irl.inference import ExactNormalizer
-from bayes_irl.inference.exact import soft_values
+from bayes_irl.soft_bellman import soft_values
 
 ATOL = 1e-10
 

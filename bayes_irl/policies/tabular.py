@@ -5,7 +5,7 @@ A time-dependent tabular softmax policy has one logit per (t, s, a):
     pi_t(a | s) = exp(logits[t, s, a]) / sum_{a'} exp(logits[t, s, a'])    t = 0..T-1.
 
 It is the proposal q(x) = p0(s_0) prod_t pi_t(a_t | s_t) p(s_{t+1} | s_t, a_t) of the
-importance-sampling estimate of Z (see :mod:`bayes_irl.inference.importance`); its log
+importance-sampling estimate of Z (see :mod:`bayes_irl.inference.normalizers.importance`); its log
 density over a trajectory is the sum of the per-step log-probabilities, and its entropy
 per (t, s) is H_t(s) = -sum_a pi_t(a | s) log pi_t(a | s).
 

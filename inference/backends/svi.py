@@ -24,19 +24,18 @@ from pyro.infer import SVI, Trace_ELBO
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
+from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
 
-__all__ = ["SVIResult", "run_svi", "draw_from_guide", "guide_posterior", "make_guide", "GUIDES"]
+__all__ = [
+    "SVIResult",
+    "draw_from_guide",
+    "guide_posterior",
+    "make_guide",
+    "run_laplace",
+    "run_svi",
+]
 
-GUIDES: dict[str, Callable] = {
-    "normal": autoguide.AutoNormal,
-    "multivariate_normal": autoguide.AutoMultivariateNormal,
-    "lowrank_normal": autoguide.AutoLowRankMultivariateNormal,
-    "delta": autoguide.AutoDelta,
-    "laplace": autoguide.AutoLaplaceApproximation,
-    "iaf": autoguide.AutoIAFNormal,
-}
-"""Autoguides selectable by name; any callable ``guide_factory(model)`` works as well."""
 
 
 @dataclass
@@ -253,3 +252,15 @@ def guide_posterior(
             "sample_stats_extra": {"loss": (losses, "svi_step")},
         },
     )
+
+
+def run_laplace(model, data, **options) -> Posterior:
+    """Laplace approximation: MAP by SVI with ``AutoLaplaceApproximation``, then the Hessian.
+
+    Takes the options of :func:`run_svi` (``guide`` defaults to ``"laplace"``) and returns
+    Gaussian draws around the MAP, with ``method="laplace"``.
+    """
+    options.setdefault("guide", "laplace")
+    posterior = run_svi(model, data, **options)
+    posterior.method = "laplace"
+    return posterior

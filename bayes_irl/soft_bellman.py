@@ -1,4 +1,4 @@
-r"""Exact normaliser for tabular MDPs: the log-space soft Bellman backward recursion.
+r"""Soft-Bellman recursions on tabular MDPs: soft values, Q-values, exact maxent sampling.
 
 For step rewards r[..., s, a] (earned at t = 0..T-1), action base measure
 log beta(a | s) and sparse transitions p(s' | s, a), define V_T(s) = 0 and for t = T-1..0
@@ -43,7 +43,9 @@ import torch
 from bayes_irl.mdp import TabularMDP
 
 __all__ = [
-    "ExactNormalizer",
+    "step_q_values",
+    "check_kind",
+    "KINDS",
     "soft_values",
     "continuation",
     "sample_maxent_trajectories",
@@ -51,12 +53,13 @@ __all__ = [
 ]
 
 MaxEntKind = Literal["global", "causal"]
-_KINDS = ("global", "causal")
+KINDS = ("global", "causal")
 
 
-def _check_kind(kind: str) -> None:
-    if kind not in _KINDS:
-        raise ValueError(f"kind must be one of {_KINDS}; got {kind!r}")
+def check_kind(kind: str) -> None:
+    """Raise ValueError unless ``kind`` is ``"global"`` or ``"causal"``."""
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
 
 
 def _check_step_rewards(mdp: TabularMDP, step_rewards: torch.Tensor) -> None:
@@ -343,7 +346,7 @@ def soft_values(
     Raises:
         ValueError: for an unknown ``kind`` or ``backend`` or mis-shaped rewards.
     """
-    _check_kind(kind)
+    check_kind(kind)
     _check_step_rewards(mdp, step_rewards)
     if backend not in ("auto", "sparse", "reference"):
         raise ValueError(f"backend must be 'auto', 'sparse' or 'reference'; got {backend!r}")
@@ -366,60 +369,6 @@ def step_q_values(
 ) -> torch.Tensor:
     """Return ``Q_t[..., s, a]`` given ``V_{t+1}`` (shape (..., S)); shape (..., S, A)."""
     return step_rewards + mdp.action_log_base + continuation(mdp, next_values, kind=kind)
-
-
-class ExactNormalizer:
-    """Exact log-partition of the maxent trajectory distribution on a tabular MDP.
-
-    The normaliser interface shared with the estimators: ``log_normalizer(step_rewards)``
-    returns a differentiable log Z of shape ``batch_shape``; ``diagnostics`` describes the
-    last evaluation (``None`` here: nothing is estimated). Exact normalisers also expose
-    :meth:`soft_values`, which the distribution uses for truncated trajectories, for
-    conditioning on the initial state and for the causal likelihood.
-
-    Args:
-        mdp: the tabular MDP (base measure).
-        kind: ``"global"`` (default; the design's P ∝ b exp R) or ``"causal"`` (maximum
-            causal entropy). See the module docstring for the difference.
-
-    Example:
-        >>> from bayes_irl import GridWorld
-        >>> world = GridWorld.create(size=3, horizon=4, seed=0)
-        >>> norm = ExactNormalizer(world.mdp)
-        >>> r = world.reward_model.step_rewards(world.true_weights)
-        >>> norm.log_normalizer(r).shape
-        torch.Size([])
-    """
-
-    is_exact = True
-
-    def __init__(self, mdp: TabularMDP, *, kind: MaxEntKind = "global") -> None:
-        _check_kind(kind)
-        self.mdp = mdp
-        self.kind = kind
-        self.diagnostics = None
-
-    def soft_values(self, step_rewards: torch.Tensor) -> torch.Tensor:
-        """Return ``V[..., t, s]``, shape (..., T + 1, S); see :func:`soft_values`."""
-        return soft_values(self.mdp, step_rewards, kind=self.kind)
-
-    def log_normalizer(self, step_rewards: torch.Tensor) -> torch.Tensor:
-        """Return log Z of the global distribution, shape ``step_rewards.shape[:-2]``.
-
-        For ``kind="causal"`` this is the log-partition of the *global* model evaluated at
-        the same rewards only if the dynamics are deterministic; there is no single Z, so
-        a ValueError is raised instead.
-        """
-        if self.kind != "global":
-            raise ValueError(
-                "log_normalizer is defined for kind='global' only: the causal model "
-                "normalises each step; use soft_values"
-            )
-        v0 = self.soft_values(step_rewards)[..., 0, :]
-        return torch.logsumexp(v0 + self.mdp.initial.log(), dim=-1)
-
-    def __repr__(self) -> str:
-        return f"ExactNormalizer(kind={self.kind!r}, mdp={self.mdp!r})"
 
 
 def _categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
@@ -456,7 +405,7 @@ def sample_maxent_trajectories(
         int64 tensor of shape (n, T + 1, 2) in the trajectory encoding (states in
         ``[..., 0]``, actions in ``[..., 1]``, last action -1).
     """
-    _check_kind(kind)
+    check_kind(kind)
     _check_step_rewards(mdp, step_rewards)
     if step_rewards.dim() != 2:
         raise ValueError(

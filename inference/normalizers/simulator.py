@@ -1,6 +1,6 @@
 r"""Importance-sampling normaliser for continuous maxent IRL through a black-box simulator.
 
-The proposal runs a Gaussian guide policy :math:`\pi` (:mod:`bayes_irl.gaussian_policy`)
+The proposal runs a Gaussian guide policy :math:`\pi` (:mod:`bayes_irl.policies.gaussian`)
 through a simulator with the Gymnasium ``reset``/``step`` API, whose dynamics the
 normaliser never sees:
 
@@ -36,7 +36,7 @@ Guide-policy training (:class:`SimulatorGuideTrainer`, its own torch optimiser):
 
 With several :math:`\theta` (draws from the current Pyro guide) the objectives are
 averaged over them. A trainer instance is an SVI callback
-``callback(step, loss, guide)`` (:func:`bayes_irl.inference.svi.optimise`): every
+``callback(step, loss, guide)`` (:func:`bayes_irl.inference.backends.svi.optimise`): every
 ``every`` steps it draws :math:`\theta` from the Pyro guide, takes policy-gradient steps
 and refreshes the normaliser's rollouts.
 
@@ -50,7 +50,7 @@ Examples:
     >>> import torch
     >>> from bayes_irl.linear_quadratic import LinearQuadraticMDP
     >>> from bayes_irl.gym_envs import LinearQuadraticVectorEnv
-    >>> from bayes_irl.gaussian_policy import LinearGaussianPolicy
+    >>> from bayes_irl.policies.gaussian import LinearGaussianPolicy
     >>> from bayes_irl.models.continuous import QuadraticReward
     >>> mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=5)
     >>> normaliser = SimulatorImportanceNormalizer(
@@ -73,7 +73,6 @@ import torch
 from pyro import poutine
 from torch import Tensor
 
-from bayes_irl.gaussian_policy import GaussianPolicy
 from bayes_irl.inference.diagnostics import (
     KHAT_THRESHOLD,
     ImportanceDiagnostics,
@@ -81,6 +80,7 @@ from bayes_irl.inference.diagnostics import (
     importance_diagnostics,
     log_mean_exp,
 )
+from bayes_irl.policies.gaussian import GaussianPolicy
 
 __all__ = [
     "SimulatorGuideTrainer",
@@ -175,14 +175,15 @@ def rollout(
 class SimulatorImportanceNormalizer:
     """Estimate ``log Z(theta)`` by importance sampling guide-policy rollouts of a simulator.
 
-    Normaliser interface (as :class:`~bayes_irl.inference.exact_lq.LinearQuadraticNormalizer`):
+    Normaliser interface (as
+    :class:`~bayes_irl.inference.normalizers.linear_quadratic.LinearQuadraticNormalizer`):
     ``log_normalizer(theta)`` differentiable, batched over ``theta``'s leading dims;
     ``diagnostics``; ``is_exact = False``; ``mdp = None`` (the dynamics are unknown); plus
     ``horizon``, ``state_dim``, ``action_dim`` (the trajectory layout).
 
     Args:
         simulator: ``gymnasium.Env`` or ``gymnasium.vector.VectorEnv`` (see :func:`rollout`).
-        policy: the guide policy (a :class:`~bayes_irl.gaussian_policy.GaussianPolicy`).
+        policy: the guide policy (a :class:`~bayes_irl.policies.gaussian.GaussianPolicy`).
         reward_fn: ``(theta (..., P), states (K, T+1, dx), actions (K, T, du)) -> (..., K)``
             or a reward model with ``.returns`` (e.g. ``QuadraticReward``).
         num_samples: ``K`` rollouts.

@@ -125,10 +125,10 @@ def _fit(args) -> int:
     import matplotlib.pyplot as plt
     import torch
 
+    from bayes_irl.app.plots import plot_reward_posterior
     from bayes_irl.inference import ExactNormalizer, fit
     from bayes_irl.io import load_demonstrations, load_mdp
     from bayes_irl.models import DemonstrationModel
-    from bayes_irl.plots import plot_reward_posterior
     from bayes_irl.rewards import LinearReward
 
     torch.set_num_threads(args.threads)

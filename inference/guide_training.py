@@ -16,9 +16,9 @@ log w(x) = R(x) + log b(x) - log q(x), x ~ q:
   wbar = softmax(log w). Mass-covering, which is what an importance proposal wants, but
   noisy while q is far from P.
 * ``"soft_backup"``: the exact optimum by one backward recursion (known dynamics only):
-  the global soft values for :class:`~bayes_irl.inference.importance.TwistedProposal`
+  the global soft values for :class:`~bayes_irl.inference.normalizers.importance.TwistedProposal`
   (then q = P), the maximum causal entropy policy for
-  :class:`~bayes_irl.inference.importance.PolicyProposal`.
+  :class:`~bayes_irl.inference.normalizers.importance.PolicyProposal`.
 
 :class:`GuidePolicyTrainer` wraps one proposal and one optimiser (its state persists
 across calls) and is also the SVI callback: passed as
@@ -36,7 +36,7 @@ from typing import Literal
 import numpy as np
 import torch
 
-from bayes_irl.inference.importance import (
+from bayes_irl.inference.normalizers.importance import (
     Proposal,
     _check_positive_int,
     _make_generator,
@@ -131,7 +131,7 @@ class GuidePolicyTrainer:
 
     Example:
         >>> from bayes_irl import GridWorld
-        >>> from bayes_irl.inference.importance import ImportanceNormalizer, TwistedProposal
+        >>> from bayes_irl.inference import ImportanceNormalizer, TwistedProposal
         >>> world = GridWorld.create(size=3, horizon=4, seed=0)
         >>> norm = ImportanceNormalizer(world.mdp, TwistedProposal(world.mdp), num_samples=64)
         >>> trainer = GuidePolicyTrainer(norm, num_steps=5, num_samples=32)

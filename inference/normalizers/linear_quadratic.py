@@ -105,7 +105,8 @@ def _half_logdet(tril: Tensor) -> Tensor:
 class LinearQuadraticNormalizer:
     """Exact ``log Z(theta)`` of the LQ maxent trajectory model (analytic Gaussian integral).
 
-    Follows the normaliser interface of :class:`bayes_irl.inference.exact.ExactNormalizer`
+    Follows the normaliser interface of
+    :class:`bayes_irl.inference.normalizers.exact.ExactNormalizer`
     (``log_normalizer`` returning a differentiable tensor of shape ``batch_shape``,
     ``is_exact = True``, ``diagnostics = None``, an ``mdp`` attribute), with the reward
     parameters ``theta`` as input instead of tabular step rewards.

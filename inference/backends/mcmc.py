@@ -35,7 +35,7 @@ from pyro.infer import HMC, MCMC, NUTS
 
 from bayes_irl.inference.posterior import Posterior
 
-__all__ = ["run_mcmc", "sufficient_statistics_potential"]
+__all__ = ["run_mcmc", "run_nuts", "run_hmc", "sufficient_statistics_potential"]
 
 
 def sufficient_statistics_potential(model, data):
@@ -243,3 +243,13 @@ def run_mcmc(
         },
         extra={"num_divergences": int(np.sum(diverging))},
     )
+
+
+def run_nuts(model, data, **options) -> Posterior:
+    """NUTS: :func:`run_mcmc` with ``kernel="nuts"`` (the options of :func:`run_mcmc`)."""
+    return run_mcmc(model, data, kernel="nuts", **options)
+
+
+def run_hmc(model, data, **options) -> Posterior:
+    """Fixed-trajectory-length HMC: :func:`run_mcmc` with ``kernel="hmc"``."""
+    return run_mcmc(model, data, kernel="hmc", **options)

@@ -7,8 +7,8 @@ psi[t, s], with psi_T = 0 so that gamma_T is the maxent target):
                        * exp psi_t(s_t).
 
 K particles start from the proposal's q_0 and move with its kernel q_t(a_t, s_{t+1} | s_t)
-(:meth:`bayes_irl.inference.importance.Proposal.step`: a guide policy on the true dynamics
-or a simulator, or the twisted kernel). The incremental log-weight is
+(:meth:`bayes_irl.inference.normalizers.importance.Proposal.step`: a guide policy on the
+true dynamics or a simulator, or the twisted kernel). The incremental log-weight is
 
     log G_t = r(s_t, a_t) + [log beta + log p - log q_t](a_t, s_{t+1} | s_t)
               + psi_{t+1}(s_{t+1}) - psi_t(s_t),
@@ -31,7 +31,7 @@ Its ``diagnostics`` (ESS, k-hat) therefore describe only the reweighting from r_
 theta, not the variance of the sweep itself: read ``ess_history`` and
 ``num_unique_paths`` for that (or repeat sweeps with different seeds). The reference reward is
 updated by ``refresh(step_rewards)`` (e.g. by
-:class:`bayes_irl.inference.guide_policy.GuidePolicyTrainer`).
+:class:`bayes_irl.inference.guide_training.GuidePolicyTrainer`).
 """
 
 from __future__ import annotations
@@ -40,7 +40,7 @@ import math
 
 import torch
 
-from bayes_irl.inference.importance import (
+from bayes_irl.inference.normalizers.importance import (
     KhatPolicy,
     PolicyProposal,
     Proposal,

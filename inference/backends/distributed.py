@@ -8,7 +8,7 @@ sequence of random calls), evaluates
 
 and the gradients are summed over ranks with ``all_reduce``. The summed gradient is the
 gradient of the full-batch ELBO at that theta, so every rank takes the same ClippedAdam step
-as :func:`bayes_irl.inference.svi.run_svi` would in one process: the fit is the same up to
+as :func:`bayes_irl.inference.backends.svi.run_svi` would in one process: the fit is the same up to
 floating-point summation order (tested with 2 local processes). Each step costs one
 ``all_reduce`` of the guide parameters (a few numbers for a linear reward), so the work per
 rank falls as 1/W while the communication stays constant.
@@ -18,7 +18,7 @@ the model on ``cuda:{local_rank}``). Launch with torchrun, one process per core 
 one machine or many (``--nnodes``, ``--rdzv-endpoint``)::
 
     # fit_dist.py
-    from bayes_irl.inference.distributed import init_from_env, run_distributed_svi
+    from bayes_irl.inference.backends.distributed import init_from_env, run_distributed_svi
     init_from_env()                      # reads RANK, WORLD_SIZE, MASTER_ADDR/PORT
     model, data = build_model_and_data() # identical on every rank (same seeds)
     posterior = run_distributed_svi(model, data, num_steps=2000)
@@ -47,8 +47,8 @@ from pyro.infer import Trace_ELBO
 from pyro.optim import ClippedAdam
 from pyro.poutine.messenger import Messenger
 
+from bayes_irl.inference.backends.svi import guide_posterior, make_guide
 from bayes_irl.inference.posterior import Posterior
-from bayes_irl.inference.svi import guide_posterior, make_guide
 
 __all__ = ["init_from_env", "run_distributed_svi", "run_local", "shard"]
 
@@ -110,7 +110,7 @@ def run_distributed_svi(
 ) -> Posterior | None:
     """Fit by data-parallel SVI; call it on every rank with the same arguments.
 
-    Same optimiser, schedule and guide as :func:`bayes_irl.inference.svi.run_svi`. Without
+    Same optimiser, schedule and guide as :func:`bayes_irl.inference.backends.svi.run_svi`. Without
     an initialised process group it runs on one process (world size 1).
 
     Args:

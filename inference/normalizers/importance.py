@@ -11,14 +11,14 @@ theta, so autograd through log Z_hat gives exactly the self-normalised gradient
 
     d log Z_hat / d theta = sum_k wbar_k dR_theta(x_k)/d theta,  wbar_k = w_k / sum_j w_j.
 
-Proposals (all :class:`torch.nn.Module`, trainable by :mod:`bayes_irl.inference.guide_policy`):
+Proposals (all :class:`torch.nn.Module`, trainable by :mod:`bayes_irl.inference.guide_training`):
 
 * :class:`PolicyProposal`: q(x) = p0(s_0) prod_t pi_t(a_t | s_t) p(s_{t+1} | s_t, a_t)
   with a :class:`bayes_irl.policies.TabularPolicy`, driven by the true dynamics or a
   black-box simulator. Dynamics and p0 cancel: log b - log q = sum_t [log beta - log pi_t].
   With stochastic dynamics it cannot represent the global maxent distribution, which tilts
   the transitions, P(s' | s, a, t) ∝ p(s' | s, a) exp V_{t+1}(s') (see
-  :mod:`bayes_irl.inference.exact`); its best reverse-KL fit is the maximum *causal*
+  :mod:`bayes_irl.soft_bellman`); its best reverse-KL fit is the maximum *causal*
   entropy policy (:meth:`PolicyProposal.soft_backup_`).
 * :class:`TwistedProposal` (known dynamics): transitions and the initial state are
   twisted by learnable potentials psi[t, s] (shape (T + 1, S)),
@@ -58,9 +58,9 @@ from bayes_irl.inference.diagnostics import (
     ImportanceWarning,
     importance_diagnostics,
 )
-from bayes_irl.inference.exact import soft_values, step_q_values
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.policies import TabularPolicy
+from bayes_irl.soft_bellman import soft_values, step_q_values
 
 __all__ = [
     "ImportanceNormalizer",
@@ -512,7 +512,7 @@ class TrajectoryBankNormalizer:
         message = (
             f"{type(self).__name__}: PSIS k-hat = {khat:.2f} > {KHAT_THRESHOLD} (ESS "
             f"{self.diagnostics.ess:.1f} of K = {self.diagnostics.num_samples}); log Z_hat is "
-            "unreliable. Train the guide policy (bayes_irl.inference.guide_policy), increase "
+            "unreliable. Train the guide policy (bayes_irl.inference.guide_training), increase "
             "num_samples or use a twisted proposal / SMC."
         )
         if self.khat_policy == "raise":

@@ -1,7 +1,8 @@
-r"""Extra inference back-ends: importance sampling (SIR) and normalizing-flow guides.
+r"""The parameter-space importance-sampling back-end (SIR), and guides for the SVI back-end.
 
-Registered on import of :mod:`bayes_irl.inference`, so that every algorithm is one keyword
-of :func:`bayes_irl.inference.fit` and returns the same :class:`Posterior`:
+``fit(..., method="importance")`` runs :func:`run_importance`; the flow guides are selected
+by name from :data:`bayes_irl.inference.guides.GUIDES`. Every algorithm is one keyword of
+:func:`bayes_irl.inference.fit` and returns the same :class:`Posterior`:
 
 ================================  ========================================================
 call                              what runs
@@ -26,7 +27,7 @@ biased low in log p(x)), and resampling ``num_samples`` indices with probabiliti
 w_k = exp(l_k) / sum_j exp(l_j) (sampling-importance-resampling, SIR) gives equally weighted
 draws for the :class:`Posterior`. The Kish ESS = (sum w)^2 / sum w^2 bounds the number of
 distinct draws; PSIS k-hat (Vehtari et al. 2024) of the log-weights says whether the
-weighted estimates can be trusted: above 0.7 a :class:`ImportanceSamplingWarning` is
+weighted estimates can be trusted: above 0.7 a :class:`ImportanceWarning` is
 issued (more proposals or a better proposal are needed, e.g. ``proposal=svi_guide``).
 
 Example of a custom guide (any callable with the model's signature that samples every
@@ -44,16 +45,13 @@ latent site inside the same plate as the model):
 
 from __future__ import annotations
 
-import functools
 import time
 import warnings
 from collections.abc import Callable
 
 import pyro
-import pyro.infer.autoguide as autoguide
 import torch
 from pyro import poutine
-from pyro.distributions.transforms import iterated, spline_autoregressive
 from pyro.infer.importance import vectorized_importance_weights
 
 from bayes_irl.inference.diagnostics import (
@@ -61,51 +59,11 @@ from bayes_irl.inference.diagnostics import (
     ImportanceWarning,
     importance_diagnostics,
 )
-from bayes_irl.inference.fit import register_backend
 from bayes_irl.inference.posterior import Posterior
-from bayes_irl.inference.svi import GUIDES
 
-__all__ = [
-    "ImportanceSamplingWarning",
-    "neural_spline_guide",
-    "prior_proposal",
-    "run_importance",
-]
+__all__ = ["prior_proposal", "run_importance"]
 
 
-ImportanceSamplingWarning = ImportanceWarning
-"""Alias of :class:`bayes_irl.inference.diagnostics.ImportanceWarning`."""
-
-
-def neural_spline_guide(model, *, num_layers: int = 2, count_bins: int = 8, bound: float = 5.0):
-    """Return an ``AutoNormalizingFlow`` guide with autoregressive neural-spline layers.
-
-    The flow maps a standard normal over the D unconstrained latent coordinates through
-    ``num_layers`` autoregressive rational-quadratic splines (Durkan et al. 2019) with
-    ``count_bins`` bins on [-bound, bound] (identity outside).
-
-    Args:
-        model: the Pyro model.
-        num_layers: number of spline layers.
-        count_bins: spline segments per coordinate.
-        bound: half-width of the spline's active interval in the unconstrained space.
-
-    Returns:
-        The (uninitialised) autoguide; select it by name as ``guide="neural_spline"``.
-    """
-    if num_layers < 1 or count_bins < 2 or not bound > 0:
-        raise ValueError(
-            "num_layers must be >= 1, count_bins >= 2 and bound > 0; got "
-            f"{num_layers}, {count_bins}, {bound}"
-        )
-    factory = functools.partial(
-        iterated, num_layers, functools.partial(spline_autoregressive, count_bins=count_bins,
-                                                bound=bound)
-    )
-    return autoguide.AutoNormalizingFlow(model, factory)
-
-
-GUIDES.setdefault("neural_spline", neural_spline_guide)
 
 
 def prior_proposal(model) -> Callable:
@@ -155,7 +113,7 @@ def run_importance(
         chunk_size: proposal draws scored at once (bounds memory).
         seed: seeds Pyro's global RNG for the proposals and a private torch generator for
             the resampling.
-        warn: issue :class:`ImportanceSamplingWarning` when k-hat > 0.7.
+        warn: issue :class:`ImportanceWarning` when k-hat > 0.7.
         progress_bar: accepted for a uniform interface with the other back-ends; unused.
 
     Returns:
@@ -222,7 +180,7 @@ def run_importance(
             f"importance sampling is unreliable: PSIS k-hat = {diagnostics.khat:.2f} > "
             f"{KHAT_THRESHOLD} (ESS {diagnostics.ess:.1f} of {num_proposals} proposals); "
             "increase num_proposals or use a fitted guide as the proposal",
-            ImportanceSamplingWarning,
+            ImportanceWarning,
             stacklevel=2,
         )
     return Posterior(
@@ -251,4 +209,3 @@ def run_importance(
     )
 
 
-register_backend("importance", run_importance)

@@ -11,7 +11,7 @@ is a proposal over trajectories when it is run through a simulator:
 :math:`q(z) = p(x_0) \prod_t \pi_t(u_t \mid x_t)\, p(x_{t+1} \mid x_t, u_t)`. Only the
 policy factor :math:`\sum_t \log \pi_t(u_t \mid x_t)` (:meth:`GaussianPolicy.trajectory_log_prob`)
 enters the importance weights; the dynamics cancel (see
-:mod:`bayes_irl.inference.importance_continuous`).
+:mod:`bayes_irl.inference.normalizers.simulator`).
 
 Two parameterisations:
 

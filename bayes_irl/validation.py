@@ -1,0 +1,101 @@
+"""Argument validation shared by every layer: one definition of each check.
+
+Errors name the argument, say what was received and what is expected (see the style guide:
+validate early, errors say what to do).
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+import torch
+
+__all__ = ["as_int_tensor", "check_finite", "positive_int", "validate_prior"]
+
+
+def positive_int(value: Any, name: str, minimum: int = 1) -> int:
+    """Return ``value`` as an int, checking that it is an integer >= ``minimum``.
+
+    Accepts Python and numpy integers (and one-element integer tensors); rejects bools,
+    floats (also integral ones such as 6.0: silent coercion hides mistakes) and strings.
+
+    Args:
+        value: the argument to check.
+        name: the argument's name, used in the error message.
+        minimum: smallest allowed value.
+
+    Raises:
+        ValueError: ``"{name} must be an integer >= {minimum}; got {value!r}"``.
+    """
+    if torch.is_tensor(value) and value.numel() == 1 and not value.is_floating_point():
+        value = int(value.item())
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
+        raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
+    return int(value)
+
+
+def as_int_tensor(value: Any, name: str, expected: str = "") -> torch.Tensor:
+    """Convert integer-valued ``value`` to int64, rejecting NaN/inf and non-integral floats.
+
+    Args:
+        value: array-like or tensor.
+        name: argument name used in the error messages.
+        expected: optional description of the expected shape, appended to the messages.
+
+    Raises:
+        ValueError: naming ``name`` for non-finite, non-integral or non-numeric input.
+    """
+    what = f" {expected}" if expected else ""
+    array = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+    if array.dtype.kind == "f":
+        if not np.isfinite(array).all():
+            raise ValueError(f"{name} must be finite integers{what}; found NaN or inf")
+        if not np.array_equal(array, np.round(array)):
+            raise ValueError(f"{name} must hold integers{what}; got non-integral floats")
+    elif array.dtype.kind not in "iu":
+        raise ValueError(f"{name} must be an integer array{what}; got dtype {array.dtype}")
+    return torch.as_tensor(array.astype(np.int64))
+
+
+def check_finite(tensor: torch.Tensor, name: str) -> None:
+    """Raise if ``tensor`` holds NaN or inf, naming the first bad index.
+
+    Raises:
+        ValueError: ``"{name} must be finite; found {value} at index {index}"``.
+    """
+    if not bool(torch.isfinite(tensor).all()):
+        bad = (~torch.isfinite(tensor)).nonzero()[0].tolist()
+        raise ValueError(
+            f"{name} must be finite; found {tensor[tuple(bad)].item()} at index {tuple(bad)}"
+        )
+
+
+def validate_prior(prior: Any, num_params: int, name: str = "prior"):
+    """Check a univariate prior with batch shape () or (D,) and expand it to (D,).
+
+    Args:
+        prior: a torch/pyro ``Distribution`` with ``event_shape ()``.
+        num_params: D.
+        name: argument name used in the error messages.
+
+    Returns:
+        The prior expanded to batch shape ``(D,)``.
+
+    Raises:
+        ValueError: for a non-distribution, a multivariate prior or a wrong batch shape.
+    """
+    if not isinstance(prior, torch.distributions.Distribution):
+        raise ValueError(f"{name} must be a univariate torch/pyro Distribution; got {prior!r}")
+    if prior.event_shape != ():
+        raise ValueError(
+            f"{name} must be univariate (event_shape ()), one value per parameter; got "
+            f"event_shape {tuple(prior.event_shape)}. Use e.g. dist.Normal(0., 1.) or "
+            f"dist.Normal(torch.zeros({num_params}), scales)"
+        )
+    if prior.batch_shape not in ((), (num_params,)):
+        raise ValueError(
+            f"{name} must have batch_shape () or ({num_params},); got {tuple(prior.batch_shape)}"
+        )
+    return prior.expand((num_params,))

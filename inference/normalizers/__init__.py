@@ -1,0 +1,25 @@
+"""Normalisers of the maxent trajectory distribution: exact, importance-sampled and SMC.
+
+Every normaliser returns a differentiable log Z for a reward and, for estimators, the
+diagnostics of its last estimate (ESS, PSIS k-hat).
+"""
+
+from bayes_irl.inference.normalizers.exact import ExactNormalizer
+from bayes_irl.inference.normalizers.importance import (
+    ImportanceNormalizer,
+    PolicyProposal,
+    TwistedProposal,
+)
+from bayes_irl.inference.normalizers.linear_quadratic import LinearQuadraticNormalizer
+from bayes_irl.inference.normalizers.simulator import SimulatorImportanceNormalizer
+from bayes_irl.inference.normalizers.smc import SMCNormalizer
+
+__all__ = [
+    "ExactNormalizer",
+    "ImportanceNormalizer",
+    "LinearQuadraticNormalizer",
+    "PolicyProposal",
+    "SMCNormalizer",
+    "SimulatorImportanceNormalizer",
+    "TwistedProposal",
+]
