@@ -49,12 +49,6 @@ _MISSING = (
 )
 
 
-def _require_gymnasium():
-    if _gym is None:
-        raise ImportError(_MISSING)
-    return _gym
-
-
 class _LQCore:
     """The numpy dynamics shared by the single and the vector environment."""
 

@@ -17,14 +17,25 @@ tensor ``P[s, a, s']`` is accepted as input and converted.
 Time-indexing convention (used by every reward model and normaliser): the step reward
 r(s_t, a_t) is earned at t = 0..T-1; the final state s_T earns nothing. State features
 (S, K) give r(s, a) = theta . phi(s) for every action a.
+
+A :class:`TabularMDP` is also the trajectory space of its trajectories
+(:class:`bayes_irl.protocols.TrajectorySpace`): the encoding ``value[..., t, 0] = s_t``,
+``value[..., t, 1] = a_t`` of shape ``(T + 1, 2)`` with -1 padding (see
+:mod:`bayes_irl.trajectories`), its support, ``split``, the base measure ``log b(x)``,
+validation of user data (``prepare``) and the ArviZ groups.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
+from torch.distributions import constraints
+
+from bayes_irl.trajectories import TrajectoryBatch, TrajectoryConstraint
+from bayes_irl.validation import check_finite
 
 __all__ = ["TabularMDP"]
 
@@ -37,14 +48,6 @@ def _as_tensor(value, *, name: str, dtype, device) -> torch.Tensor:
     except (TypeError, ValueError) as err:
         raise ValueError(f"{name} must be array-like; got {type(value).__name__}") from err
     return tensor.to(device=device, dtype=dtype)
-
-
-def _check_finite(tensor: torch.Tensor, name: str) -> None:
-    if not torch.isfinite(tensor).all():
-        bad = (~torch.isfinite(tensor)).nonzero()[0].tolist()
-        raise ValueError(
-            f"{name} must be finite; found {tensor[tuple(bad)].item()} at index {tuple(bad)}"
-        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -113,7 +116,7 @@ class TabularMDP:
         p = _as_tensor(transitions, name="transitions", dtype=dtype, device=device)
         if p.dim() != 3 or p.shape[0] != p.shape[2]:
             raise ValueError(f"transitions must have shape (S, A, S); got {tuple(p.shape)}")
-        _check_finite(p, "transitions")
+        check_finite(p, "transitions")
         if (p < 0).any():
             s, a, s2 = (p < 0).nonzero()[0].tolist()
             raise ValueError(
@@ -179,7 +182,7 @@ class TabularMDP:
                 f"successor_probs must have the shape of successors {tuple(succ.shape)}; "
                 f"got {tuple(probs.shape)}"
             )
-        _check_finite(probs, "successor_probs")
+        check_finite(probs, "successor_probs")
         if (succ < 0).any() or (succ >= num_states).any():
             bad = ((succ < 0) | (succ >= num_states)).nonzero()[0].tolist()
             raise ValueError(
@@ -205,7 +208,7 @@ class TabularMDP:
         init = _as_tensor(initial, name="initial", dtype=dtype, device=device)
         if init.shape != (num_states,):
             raise ValueError(f"initial must have shape ({num_states},); got {tuple(init.shape)}")
-        _check_finite(init, "initial")
+        check_finite(init, "initial")
         if (init < 0).any() or abs(init.sum().item() - 1) > _ROW_SUM_ATOL:
             raise ValueError(
                 f"initial must be a probability vector (non-negative, sums to 1); "
@@ -223,7 +226,7 @@ class TabularMDP:
             )
         if feats.shape[-1] == 0:
             raise ValueError("features must have at least one column (K >= 1)")
-        _check_finite(feats, "features")
+        check_finite(feats, "features")
 
         if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
             if not (torch.is_tensor(horizon) and horizon.numel() == 1):
@@ -320,6 +323,116 @@ class TabularMDP:
         logp = self.successor_log_probs[states, actions]
         match = succ == next_states.unsqueeze(-1)
         return torch.where(match, logp, torch.full_like(logp, -torch.inf)).logsumexp(-1)
+
+    # ------------------------------------------------------------------ trajectory space
+    @property
+    def event_shape(self) -> torch.Size:
+        """Shape of one encoded trajectory, ``(T + 1, 2)``."""
+        return torch.Size((self.horizon + 1, 2))
+
+    @property
+    def support(self) -> constraints.Constraint:
+        """:class:`~bayes_irl.trajectories.TrajectoryConstraint` of this MDP (event_dim 2)."""
+        return TrajectoryConstraint(self.num_states, self.num_actions, self.horizon)
+
+    def split(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Decode ``value (..., T + 1, 2)`` into ``states (..., T + 1)``, ``actions (..., T)``.
+
+        Both int, -1 where unobserved (views of ``value``).
+        """
+        return value[..., 0], value[..., :-1, 1]
+
+    def log_base(self, value: torch.Tensor, *, given_initial_state: bool = False) -> torch.Tensor:
+        """``log b(x) = log p0(s_0) + sum_{t<L} [log beta(a_t | s_t) + log p(s_{t+1} | s_t, a_t)]``.
+
+        Args:
+            value: trajectories ``(..., T + 1, 2)`` (-1 padding; unobserved steps add 0).
+            given_initial_state: leave out ``log p0(s_0)`` (s_0 is a context).
+
+        Returns:
+            Shape ``value.shape[:-2]`` (``-inf`` for impossible trajectories).
+        """
+        value = value.to(self.device)
+        states, actions = self.split(value)
+        observed = actions >= 0
+        s = states[..., :-1].clamp(min=0)
+        a = actions.clamp(min=0)
+        s_next = states[..., 1:].clamp(min=0)
+        per_step = self.transition_log_prob(s, a, s_next) + self.action_log_base[s, a]
+        out = torch.where(observed, per_step, per_step.new_zeros(())).sum(-1)
+        if not given_initial_state:
+            out = out + self.initial.log()[states[..., 0]]
+        return out
+
+    def prepare(self, data: Any) -> torch.Tensor:
+        """Validate demonstrations against the MDP and return the (n, T + 1, 2) tensor.
+
+        Args:
+            data: a :class:`~bayes_irl.TrajectoryBatch` or an int array/tensor of shape
+                (n, T + 1, 2) in the encoding above.
+
+        Returns:
+            int64 tensor of shape (n, T + 1, 2) on the MDP's device.
+
+        Raises:
+            ValueError: if the data do not fit the MDP (shape, ranges, impossible moves).
+        """
+        if data is None:
+            raise ValueError("data must hold demonstrations; got None")
+        if isinstance(data, TrajectoryBatch):
+            data.validate_against(self)
+            return data.as_tensor(self.device)
+        if torch.is_tensor(data) or isinstance(data, np.ndarray):
+            value = torch.as_tensor(data)
+            return TrajectoryBatch.from_tensor(value, mdp=self).as_tensor(self.device)
+        raise ValueError(
+            f"data must be a TrajectoryBatch or a (n, T + 1, 2) tensor; got {type(data).__name__}"
+        )
+
+    def arviz_groups(self, data: torch.Tensor) -> dict:
+        """Return observed_data, constant_data, coords and dims for ArviZ.
+
+        Args:
+            data: prepared demonstrations (n, T + 1, 2).
+
+        Returns:
+            Dict with keys ``observed_data`` (states, actions, lengths), ``constant_data``
+            (features, initial, horizon; name -> numpy array), ``coords`` and ``dims``.
+        """
+        batch = TrajectoryBatch.from_tensor(data.cpu())
+        features = self.features[:, 0, :] if self.state_features else self.features
+        feature_dims = (
+            ["mdp_state", "feature"]
+            if self.state_features
+            else ["mdp_state", "mdp_action", "feature"]
+        )
+        return {
+            "observed_data": {
+                "states": batch.states.numpy(),
+                "actions": batch.actions.numpy(),
+                "lengths": batch.lengths.numpy(),
+            },
+            "constant_data": {
+                "features": features.cpu().numpy(),
+                "initial": self.initial.cpu().numpy(),
+                "horizon": np.asarray(self.horizon),
+            },
+            "coords": {
+                "demo": np.arange(len(batch)),
+                "time": np.arange(self.horizon + 1),
+                "step": np.arange(self.horizon),
+                "mdp_state": np.arange(self.num_states),
+                "mdp_action": np.arange(self.num_actions),
+                "feature": list(self.feature_names),
+            },
+            "dims": {
+                "states": ["demo", "time"],
+                "actions": ["demo", "step"],
+                "lengths": ["demo"],
+                "features": feature_dims,
+                "initial": ["mdp_state"],
+            },
+        }
 
     def to(self, device: str | torch.device | None = None, dtype: torch.dtype | None = None):
         """Return a copy with every tensor moved to ``device`` and cast to ``dtype``."""

@@ -27,7 +27,7 @@ R / beta. Its token-level policy is pi*_t(a | s) = exp(Q_t(s, a) - V_t(s)) from 
 backward recursion (:mod:`bayes_irl.soft_bellman`) run on r / beta — with deterministic
 transitions the global and causal recursions coincide, so the policy reproduces the
 sequence distribution exactly. Bradley-Terry is the maxent model on a two-element choice
-set (:func:`bayes_irl.models.preferences.choice_set_mdp`).
+set (:func:`bayes_irl.choice_sets.choice_set_mdp`).
 
 Everything here is small enough to enumerate: there are sum_{L<=T} (V-1)^L responses per
 context, so exact log Z by the DP can be checked against brute force.
@@ -42,7 +42,8 @@ import torch
 
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.rewards import LinearReward, MLPReward
-from bayes_irl.soft_bellman import soft_values, step_q_values
+from bayes_irl.soft_bellman import soft_policy
+from bayes_irl.validation import positive_int
 
 __all__ = [
     "TokenSequenceEnv",
@@ -109,14 +110,10 @@ class TokenSequenceEnv:
         Raises:
             ValueError: for out-of-range arguments.
         """
-        for name, value, low in (
-            ("num_contexts", num_contexts, 1),
-            ("vocab_size", vocab_size, 2),
-            ("max_length", max_length, 1),
-            ("num_features", num_features, 1),
-        ):
-            if int(value) != value or value < low:
-                raise ValueError(f"{name} must be an int >= {low}; got {value!r}")
+        num_contexts = positive_int(num_contexts, "num_contexts")
+        vocab_size = positive_int(vocab_size, "vocab_size", minimum=2)
+        max_length = positive_int(max_length, "max_length")
+        num_features = positive_int(num_features, "num_features")
         if not concentration > 0:
             raise ValueError(f"concentration must be > 0; got {concentration!r}")
         rng = np.random.default_rng(seed)
@@ -291,10 +288,7 @@ def rlhf_policy(mdp: TabularMDP, step_rewards: torch.Tensor, *, beta: float = 1.
     """
     if not beta > 0:
         raise ValueError(f"beta must be > 0; got {beta!r}")
-    scaled = step_rewards / beta
-    values = soft_values(mdp, scaled, kind="global")  # (..., T + 1, S)
-    q = step_q_values(mdp, scaled.unsqueeze(-3), values[..., 1:, :], kind="global")
-    return q - values[..., :-1, :].unsqueeze(-1)
+    return soft_policy(mdp, step_rewards / beta, kind="global")
 
 
 def policy_log_prob(log_policy: torch.Tensor, trajectories: torch.Tensor) -> torch.Tensor:

@@ -43,6 +43,8 @@ import torch
 from bayes_irl.mdp import TabularMDP
 
 __all__ = [
+    "log_partition",
+    "soft_policy",
     "step_q_values",
     "check_kind",
     "KINDS",
@@ -369,6 +371,50 @@ def step_q_values(
 ) -> torch.Tensor:
     """Return ``Q_t[..., s, a]`` given ``V_{t+1}`` (shape (..., S)); shape (..., S, A)."""
     return step_rewards + mdp.action_log_base + continuation(mdp, next_values, kind=kind)
+
+
+def soft_policy(
+    mdp: TabularMDP,
+    step_rewards: torch.Tensor,
+    *,
+    kind: MaxEntKind = "global",
+    values: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Return the soft-optimal policy ``log pi[..., t, s, a] = Q_t(s, a) - V_t(s)``.
+
+    The one soft-policy function: for ``kind="causal"`` the maximum-causal-entropy policy,
+    for ``"global"`` the action conditionals ``P(a_t | s_t)`` of the global maxent
+    distribution (its transitions are tilted as well, see the module docstring).
+
+    Args:
+        mdp: the MDP.
+        step_rewards: ``r[..., s, a]``, shape (..., S, A).
+        kind: ``"global"`` or ``"causal"``.
+        values: optional ``V[..., t, s]`` (..., T + 1, S) from :func:`soft_values` with
+            the same ``kind`` (saves the recursion when the caller has it).
+
+    Returns:
+        ``log pi`` of shape (..., T, S, A); ``logsumexp`` over a is 0 where V_t is finite.
+    """
+    check_kind(kind)
+    if values is None:
+        values = soft_values(mdp, step_rewards, kind=kind)
+    q = step_q_values(mdp, step_rewards.unsqueeze(-3), values[..., 1:, :], kind=kind)
+    return q - values[..., :-1, :].unsqueeze(-1)
+
+
+def log_partition(mdp: TabularMDP, step_rewards: torch.Tensor) -> torch.Tensor:
+    """Return ``log Z = log sum_s p0(s) exp V_0(s)`` of the global model, shape (...,).
+
+    Args:
+        mdp: the MDP (base measure).
+        step_rewards: ``r[..., s, a]``, shape (..., S, A).
+
+    Raises:
+        ValueError: for mis-shaped rewards.
+    """
+    v0 = soft_values(mdp, step_rewards, kind="global")[..., 0, :]
+    return torch.logsumexp(v0 + mdp.initial.log(), dim=-1)
 
 
 def _categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:

@@ -41,11 +41,11 @@ def main():
         print(f"{size:>3} {'exact':>14} {'-':>5} {per_step(model, data, args.steps):8.2f}")
         for k in args.ks:
             proposal = TwistedProposal(world.mdp).soft_backup_(r)
-            norm = ImportanceNormalizer(world.mdp, proposal, num_samples=k, khat_policy="ignore")
+            norm = ImportanceNormalizer(proposal, num_samples=k, khat_policy="ignore")
             t = per_step(DemonstrationModel(world.reward_model, norm), data, args.steps)
             print(f"{size:>3} {'importance':>14} {k:>5} {t:8.2f}")
-            smc = SMCNormalizer(world.mdp, proposal, num_particles=k, reference_rewards=r,
-                                khat_policy="ignore")
+            smc = SMCNormalizer(proposal, num_particles=k, reward=world.reward_model,
+                                theta=world.true_weights, khat_policy="ignore")
             t = per_step(DemonstrationModel(world.reward_model, smc), data, args.steps)
             print(f"{size:>3} {'smc':>14} {k:>5} {t:8.2f}")
 

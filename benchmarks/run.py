@@ -35,6 +35,9 @@ ROOT = Path(__file__).resolve().parents[1]
 WORK = ROOT / "benchmarks" / "work" / "main"
 IMITATION_PY = ROOT / "benchmarks" / ".venv-imitation" / "bin" / "python"
 RESULTS = ROOT / "benchmarks" / "results.json"
+# The PNGs go next to the results JSON (``--out``): benchmarks/ by default, so a smoke run
+# with ``--out /tmp/x.json`` leaves the measured figures alone.
+FIGURES = RESULTS.parent
 
 
 def load() -> float:
@@ -156,8 +159,8 @@ def worker_bayes_irl_fit(mdp: str, demos: str, target: float, svi_steps: int) ->
 
     def closure():
         opt.zero_grad()
-        r = reward.step_rewards(theta)
-        loss = -(prior.log_prob(theta).sum() + MaxEntTrajectory(r, norm).log_prob(data).sum())
+        loglik = MaxEntTrajectory(theta, reward, norm).log_prob(data).sum()
+        loss = -(prior.log_prob(theta).sum() + loglik)
         loss.backward()
         corr = pearson(mdp_obj.features[:, 0].detach() @ theta.detach(), true_r)
         elapsed = (time.perf_counter() - t0, time.process_time() - c0)
@@ -300,8 +303,9 @@ def bench_overhead(quick: bool) -> list[dict]:
 
         def bare(opt=opt, world=world, theta=theta, prior=prior, norm=norm, data=data):
             opt.zero_grad()
-            r = world.reward_model.step_rewards(theta).unsqueeze(-3)
-            loss = -(prior.log_prob(theta).sum() + MaxEntTrajectory(r, norm).log_prob(data).sum())
+            # theta (1, D): one theta against the n demonstrations, as inside the demos plate
+            dist = MaxEntTrajectory(theta.unsqueeze(-2), world.reward_model, norm)
+            loss = -(prior.log_prob(theta).sum() + dist.log_prob(data).sum())
             loss.backward()
             opt.step()
 
@@ -389,13 +393,13 @@ def worker_grad_step(size: int, horizon: int, demos: int, subsample: int | None,
     walls, cpus = [], []
     for _ in range(repeats):
         w, c = time.perf_counter(), time.process_time()
-        r = world.reward_model.step_rewards(theta)
         if data is None:
-            loss = norm.log_normalizer(r)
+            loss = norm.log_normalizer(world.reward_model, theta)
         else:
             batch = data if subsample is None else data[torch.randint(demos, (subsample,))]
             scale = 1.0 if subsample is None else demos / subsample
-            loss = -scale * MaxEntTrajectory(r.unsqueeze(-3), norm).log_prob(batch).sum()
+            dist = MaxEntTrajectory(theta.unsqueeze(-2), world.reward_model, norm)
+            loss = -scale * dist.log_prob(batch).sum()
         loss.backward()
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
@@ -461,7 +465,7 @@ def plot_scaling(curves: dict) -> None:
                 title="demonstrations")
     axes[2].legend()
     fig.tight_layout()
-    fig.savefig(ROOT / "benchmarks" / "scaling.png", dpi=110)
+    fig.savefig(FIGURES / "scaling.png", dpi=110)
 
 
 # ---------------------------------------------------------------- 4b. importance samples K
@@ -495,23 +499,23 @@ def worker_importance_step(num_samples: int | None, repeats: int) -> dict:
     else:
         proposal = PolicyProposal(mdp).soft_backup_(true_r)
         w, c = time.perf_counter(), time.process_time()
-        norm = ImportanceNormalizer(mdp, proposal, num_samples=num_samples,
-                                    khat_policy="ignore", seed=0)
+        norm = ImportanceNormalizer(proposal, num_samples=num_samples, khat_policy="ignore",
+                                    seed=0)
         out["bank_s"] = time.perf_counter() - w
         out["bank_cpu_s"] = time.process_time() - c
     base_rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     walls, cpus = [], []
     for _ in range(repeats):
         w, c = time.perf_counter(), time.process_time()
-        r = world.reward_model.step_rewards(theta)
-        loss = -MaxEntTrajectory(r.unsqueeze(-3), norm).log_prob(data).sum()
+        dist = MaxEntTrajectory(theta.unsqueeze(-2), world.reward_model, norm)
+        loss = -dist.log_prob(data).sum()
         loss.backward()
         walls.append(time.perf_counter() - w)
         cpus.append(time.process_time() - c)
         theta.grad = None
     with torch.no_grad():
-        log_z = float(exact.log_normalizer(true_r))
-        out["logZ_error"] = float(norm.log_normalizer(true_r)) - log_z
+        log_z = float(exact.log_normalizer(world.reward_model, theta))
+        out["logZ_error"] = float(norm.log_normalizer(world.reward_model, theta)) - log_z
     if num_samples is not None:
         d = norm.diagnostics
         out["khat"], out["ess"] = float(d.khat), float(d.ess)
@@ -553,7 +557,7 @@ def plot_importance_k(rows: list[dict]) -> None:
            ylabel="CPU s per gradient", title="importance samples K")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(ROOT / "benchmarks" / "scaling_importance_k.png", dpi=110)
+    fig.savefig(FIGURES / "scaling_importance_k.png", dpi=110)
 
 
 # ---------------------------------------------------------------- 5. large grid
@@ -589,12 +593,14 @@ BENCHES = {"imitation": bench_imitation, "overhead": bench_overhead, "nuts": ben
 
 
 def main(argv=None) -> int:
+    global FIGURES
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="small settings (a smoke test)")
     p.add_argument("--only", nargs="*", choices=sorted(BENCHES), help="run only these")
     p.add_argument("--worker", help=argparse.SUPPRESS)
     p.add_argument("--args", help=argparse.SUPPRESS)
-    p.add_argument("--out", default=str(RESULTS), help="results JSON path")
+    p.add_argument("--out", default=str(RESULTS),
+                   help="results JSON path (the PNGs are written to its folder)")
     args = p.parse_args(argv)
     if args.worker:
         result = globals()[f"worker_{args.worker}"](**json.loads(args.args))
@@ -603,6 +609,7 @@ def main(argv=None) -> int:
         return 0
     names = args.only or list(BENCHES)
     out_path = Path(args.out)
+    FIGURES = out_path.resolve().parent
     results = json.loads(out_path.read_text()) if out_path.exists() else {}
     if not (args.only and "machine" in results):  # --only merges into the existing file
         results["machine"] = machine_info()

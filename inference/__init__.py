@@ -15,6 +15,7 @@ from bayes_irl.inference.backends.svi import SVIResult
 from bayes_irl.inference.diagnostics import (
     ImportanceDiagnostics,
     ImportanceWarning,
+    effective_sample_size,
     importance_diagnostics,
 )
 from bayes_irl.inference.fit import fit, register_backend
@@ -23,13 +24,11 @@ from bayes_irl.inference.guides import GUIDES, neural_spline_guide
 from bayes_irl.inference.normalizers import (
     ExactNormalizer,
     ImportanceNormalizer,
-    LinearQuadraticNormalizer,
     PolicyProposal,
-    SimulatorImportanceNormalizer,
+    SimulatorProposal,
     SMCNormalizer,
     TwistedProposal,
 )
-from bayes_irl.inference.normalizers.simulator import SimulatorGuideTrainer
 from bayes_irl.inference.posterior import Posterior, pointwise_log_likelihood
 
 __all__ = [
@@ -41,14 +40,13 @@ __all__ = [
     "ImportanceDiagnostics",
     "ImportanceNormalizer",
     "ImportanceWarning",
-    "LinearQuadraticNormalizer",
     "PolicyProposal",
     "Posterior",
     "SMCNormalizer",
     "SVIResult",
-    "SimulatorGuideTrainer",
-    "SimulatorImportanceNormalizer",
+    "SimulatorProposal",
     "TwistedProposal",
+    "effective_sample_size",
     "expected_information_gain",
     "fit",
     "importance_diagnostics",

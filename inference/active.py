@@ -13,10 +13,14 @@ high where the draws disagree about the answer (first term) while each draw is c
 
 After each answer the posterior is updated by one of
 
-* ``"laplace"``: MAP by L-BFGS from the previous MAP, covariance = inverse Hessian of the
-  negative log joint (fast, deterministic; for priors on the real line);
-* ``"importance"``: fixed prior draws reweighted by the likelihood of all answers (fastest;
-  the effective sample size shrinks as the posterior narrows, see ``ess``);
+* ``"laplace"``: ``fit(model, answers, method="laplace", optimizer="lbfgs")``: MAP by
+  L-BFGS from the previous MAP, covariance = inverse Hessian of the negative log joint
+  (fast, deterministic; for priors on the real line; before the first answer the prior's
+  mean and variance);
+* ``"importance"``: fixed prior draws reweighted by the likelihood of all answers, one
+  factor per answer (fastest; the Kish effective sample size of
+  :func:`bayes_irl.inference.diagnostics.importance_diagnostics` shrinks as the posterior
+  narrows, see ``ess``);
 * ``"fit"``: a full refit with :func:`bayes_irl.inference.fit` (any back-end,
   ``fit_options`` passed through).
 
@@ -37,14 +41,14 @@ from dataclasses import dataclass
 from typing import Literal
 
 import torch
+from pyro.util import get_rng_state, set_rng_state
 
-from bayes_irl.models.preferences import (
-    TIE,
-    BradleyTerry,
-    PairwiseComparisons,
-    PreferenceModel,
-    trajectory_returns,
-)
+from bayes_irl.inference.diagnostics import importance_diagnostics
+from bayes_irl.inference.fit import fit
+from bayes_irl.models.choice import BradleyTerry
+from bayes_irl.models.preference_data import PairwiseComparisons
+from bayes_irl.models.preferences import PreferenceModel
+from bayes_irl.validation import positive_int
 
 __all__ = [
     "expected_information_gain",
@@ -62,9 +66,8 @@ _STRATEGIES = ("eig", "random")
 
 def all_pairs(num_items: int) -> torch.Tensor:
     """Return every unordered pair (i < j) of ``num_items`` items, shape (m(m-1)/2, 2)."""
-    if int(num_items) < 2:
-        raise ValueError(f"num_items must be >= 2; got {num_items}")
-    return torch.combinations(torch.arange(int(num_items)), r=2)
+    num_items = positive_int(num_items, "num_items", minimum=2)
+    return torch.combinations(torch.arange(num_items), r=2)
 
 
 def _entropy(log_probs: torch.Tensor) -> torch.Tensor:
@@ -136,8 +139,9 @@ class ActivePreferenceLearner:
         num_draws: posterior draws used for the EIG (and, for ``"importance"``, the number
             of prior draws that are reweighted).
         candidates: candidate pairs (P, 2); default every pair of the pool.
-        fit_options: options for :func:`bayes_irl.inference.fit` (``update="fit"``), e.g.
-            ``{"method": "svi", "num_steps": 500}``.
+        fit_options: options for :func:`bayes_irl.inference.fit`: for ``update="fit"``
+            e.g. ``{"method": "svi", "num_steps": 500}``; for ``update="laplace"`` extra
+            options of the Laplace back-end (e.g. ``{"max_iter": 100}``).
         seed: seeds the draws and random queries (private generator).
     """
 
@@ -157,8 +161,7 @@ class ActivePreferenceLearner:
             raise ValueError("active queries need likelihood='bradley_terry'")
         if update not in _UPDATES:
             raise ValueError(f"update must be one of {_UPDATES}; got {update!r}")
-        if int(num_draws) < 2:
-            raise ValueError(f"num_draws must be >= 2; got {num_draws}")
+        num_draws = positive_int(num_draws, "num_draws", minimum=2)
         m = model.items.shape[0]
         self.candidates = all_pairs(m) if candidates is None else torch.as_tensor(candidates)
         if self.candidates.dim() != 2 or self.candidates.shape[1] != 2:
@@ -179,20 +182,27 @@ class ActivePreferenceLearner:
         self._num_params = rm.num_params
         self._map = torch.zeros(rm.num_params, dtype=torch.float64)
         self._cov = torch.eye(rm.num_params, dtype=torch.float64)
-        if update == "importance":
+        if update == "laplace":
+            if rm.prior.support is not torch.distributions.constraints.real:
+                raise ValueError(
+                    "update='laplace' needs a prior on the real line; use 'importance'"
+                )
+            # no answers yet: the posterior is the prior (its mean and variance)
+            self._map = rm.prior.mean.detach().to(torch.float64).expand(rm.num_params).clone()
+            self._cov = torch.diag(rm.prior.variance.detach().to(torch.float64)
+                                   .expand(rm.num_params))
+        elif update == "importance":
             with torch.random.fork_rng():
                 torch.manual_seed(seed)
                 self._prior_draws = rm.prior.sample((self.num_draws,)).to(torch.float64)
             self._prior_returns = self._returns(self._prior_draws)
             self._log_weights = torch.zeros(self.num_draws, dtype=torch.float64)
-        elif update == "laplace":
-            self._laplace()
         self._fit_draws: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ posterior
     def _returns(self, theta: torch.Tensor) -> torch.Tensor:
-        r = self.model.reward_model.step_rewards(theta)
-        return trajectory_returns(r, self.model.items.to(r.device)).detach()
+        """Item returns R[..., i] of the pool, shape ``theta.shape[:-1] + (m,)``."""
+        return self.model.returns(theta, self.model.items).detach()
 
     def _data(self) -> PairwiseComparisons:
         return PairwiseComparisons(
@@ -202,32 +212,27 @@ class ActivePreferenceLearner:
         )
 
     def _neg_log_joint(self, theta: torch.Tensor) -> torch.Tensor:
+        """-log p(theta, answers) (up to a constant) for theta of shape (D,)."""
         rm = self.model.reward_model
         value = -rm.prior.log_prob(theta).sum()
         if self._prepared is not None:
-            ll = self.model.log_likelihood(rm.step_rewards(theta), self._prepared)
-            value = value - ll.sum()
+            value = value - self.model.log_likelihood(theta, self._prepared).sum()
         return value
 
     def _laplace(self) -> None:
-        support = self.model.reward_model.prior.support
-        if support is not torch.distributions.constraints.real:
-            raise ValueError("update='laplace' needs a prior on the real line; use 'importance'")
-        theta = self._map.clone().requires_grad_(True)
-        optimiser = torch.optim.LBFGS([theta], max_iter=200, tolerance_grad=1e-10,
-                                      tolerance_change=1e-14, line_search_fn="strong_wolfe")
-
-        def closure():
-            optimiser.zero_grad()
-            loss = self._neg_log_joint(theta)
-            loss.backward()
-            return loss
-
-        optimiser.step(closure)
-        self._map = theta.detach()
-        hessian = torch.autograd.functional.hessian(self._neg_log_joint, self._map)
-        hessian = 0.5 * (hessian + hessian.T)
-        self._cov = torch.linalg.inv(hessian)
+        """Refit the Laplace approximation with the back-end, warm-started at the last MAP."""
+        site = self.model.reward_model.site_name
+        options = {"max_iter": 200, **self.fit_options}
+        rng_state = get_rng_state()  # fit seeds the global RNGs; restore them
+        try:
+            post = fit(self.model, self._prepared, method="laplace", optimizer="lbfgs",
+                       init_values={site: self._map}, num_samples=1,
+                       seed=self.seed + len(self.outcomes), progress_bar=False, **options)
+        finally:
+            set_rng_state(rng_state)
+        gaussian = post.extra["guide"].get_posterior()  # N(MAP, inverse Hessian)
+        self._map = gaussian.loc.detach().to(torch.float64).clone()
+        self._cov = gaussian.covariance_matrix.detach().to(torch.float64)
 
     def posterior_draws(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Return ``(draws (N, D), log_weights (N,) or None)`` of the current posterior."""
@@ -259,8 +264,7 @@ class ActivePreferenceLearner:
         """Kish effective sample size of the importance weights (N for other updates)."""
         if self.update != "importance":
             return float(self.num_draws)
-        w = torch.softmax(self._log_weights, 0)
-        return float(1.0 / (w**2).sum())
+        return importance_diagnostics(self._log_weights).ess
 
     # ------------------------------------------------------------------ design loop
     def scores(self) -> torch.Tensor:
@@ -311,14 +315,12 @@ class ActivePreferenceLearner:
         self._prepared = prepared
         if self.update == "importance":
             last = torch.tensor([len(self.outcomes) - 1])
-            dist_ = self.model.distribution(self._prior_returns, prepared, last)
-            self._log_weights = self._log_weights + dist_.log_prob(
-                prepared.outcomes[last]).squeeze(-1)
+            likelihood = self.model.distribution(self._prior_returns, prepared, last)
+            self._log_weights = self._log_weights + likelihood.log_prob(
+                prepared.observations(last)).squeeze(-1)
         elif self.update == "laplace":
             self._laplace()
         else:
-            from bayes_irl.inference.fit import fit
-
             options = {"method": "svi", "num_steps": 500, "progress_bar": False}
             options.update(self.fit_options)
             options.setdefault("num_samples", self.num_draws)
@@ -381,8 +383,7 @@ def run_active_learning(
     Returns:
         The :class:`ActiveLearningResult`.
     """
-    if int(num_queries) < 1:
-        raise ValueError(f"num_queries must be >= 1; got {num_queries}")
+    num_queries = positive_int(num_queries, "num_queries")
     truth = torch.as_tensor(true_weights, dtype=torch.float64)
     if truth.shape != (model.reward_model.num_params,):
         raise ValueError(
@@ -393,13 +394,12 @@ def run_active_learning(
                                       candidates=candidates, fit_options=fit_options, seed=seed)
     judge = torch.Generator().manual_seed(10_000 + seed)
     true_returns = learner._returns(truth)
-    codes = torch.tensor([0.0, 1.0, TIE], dtype=torch.float64)
     estimates, eigs, queries, outcomes = [learner.posterior_mean()], [], [], []
-    for _ in range(int(num_queries)):
+    for _ in range(num_queries):
         i, j, eig = learner.select(strategy)
         bt = BradleyTerry(true_returns[i], true_returns[j], beta=model.beta, ties=model.ties,
                           tie_strength=model.tie_strength)
-        outcome = codes[int(torch.multinomial(bt.outcome_log_probs().exp(), 1, generator=judge))]
+        outcome = bt.sample(generator=judge)
         learner.observe(i, j, float(outcome))
         queries.append((i, j))
         outcomes.append(float(outcome))

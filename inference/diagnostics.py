@@ -23,6 +23,7 @@ import torch
 __all__ = [
     "ImportanceWarning",
     "ImportanceDiagnostics",
+    "effective_sample_size",
     "importance_diagnostics",
     "log_mean_exp",
     "KHAT_THRESHOLD",
@@ -69,6 +70,23 @@ def log_mean_exp(log_weights: torch.Tensor, dim: int = -1) -> torch.Tensor:
     return torch.logsumexp(log_weights, dim=dim) - math.log(log_weights.shape[dim])
 
 
+def effective_sample_size(log_weights: torch.Tensor, dim: int = -1) -> torch.Tensor:
+    """Kish effective sample size ``(sum w)^2 / sum w^2`` of unnormalised log-weights.
+
+    The one ESS function of bayes_irl (importance normalisers, SMC, active learning).
+
+    Args:
+        log_weights: any shape; ``-inf`` entries are zero weights.
+        dim: the dimension of the K weights.
+
+    Returns:
+        ESS in [1, K], shape ``log_weights.shape`` without ``dim`` (not differentiable).
+    """
+    with torch.no_grad():
+        w = torch.softmax(log_weights, dim=dim)
+        return 1.0 / (w**2).sum(dim)
+
+
 def importance_diagnostics(log_weights: torch.Tensor) -> ImportanceDiagnostics:
     """Compute ESS, PSIS k-hat and the standard error for one vector of log-weights.
 
@@ -88,12 +106,12 @@ def importance_diagnostics(log_weights: torch.Tensor) -> ImportanceDiagnostics:
         raise ValueError("every log-weight is -inf: the proposal never hits the target's support")
     k = lw.numel()
     w = torch.exp(lw - lw.max())
-    ess = float(w.sum() ** 2 / (w**2).sum())
+    ess = float(effective_sample_size(lw))
     mean_w = w.mean()
     se = float(w.std(unbiased=True) / math.sqrt(k) / mean_w) if k > 1 else math.inf
     khat = math.nan
     spread = float(lw[torch.isfinite(lw)].max() - lw[torch.isfinite(lw)].min())
-    if spread <= 1e-10 * max(1.0, float(lw[torch.isfinite(lw)].abs().max())):
+    if spread <= 1e-9 * max(1.0, float(lw[torch.isfinite(lw)].abs().max())):
         # Equal weights (a perfect proposal): there is no tail to fit. ArviZ's PSIS
         # returns inf here, which would flag the best possible estimate as unreliable.
         khat = -math.inf

@@ -22,9 +22,13 @@ the same distance (p_omni degenerates to 0 or 1).
 Statistics (per item, then averaged over items, so ArviZ's ``plot_ppc`` can show the
 per-item distribution and ``plot_bpv`` the mean):
 
-* demonstrations (:class:`~bayes_irl.models.DemonstrationModel`, exact samples from the
-  maxent distribution of each draw's reward, truncated to the observed lengths and, with
-  ``given_initial_state``, started from the observed s_0):
+Every replicated data set comes from the model's own sampler (``model.simulate``); the
+statistics are chosen per model type (:func:`register_replicator`):
+
+* demonstrations (:class:`~bayes_irl.models.DemonstrationModel`, samples from the
+  maxent distribution of each draw's reward by the normaliser (exact for an exact one),
+  truncated to the observed lengths and, with ``given_initial_state``, started from the
+  observed s_0):
 
   - ``feature_counts[demo, feature]`` = sum_{t < L} phi(s_t, a_t); its mean over demos is the
     feature expectation. CAUTION: for a linear reward under the global (or causal) maxent
@@ -35,7 +39,7 @@ per-item distribution and ``plot_bpv`` the mean):
   - ``state_visits[demo, mdp_state]`` = number of t <= L with s_t = s: not matched by a
     linear reward, so it can reveal a reward the model cannot express.
 
-* pairwise comparisons / rankings (:class:`~bayes_irl.models.preferences.PreferenceModel`):
+* pairwise comparisons / rankings (:class:`~bayes_irl.models.PreferenceModel`):
   ``preference_agreement[comparison]`` = 1 when the preferred item (or top-ranked item) is
   the one with the higher posterior-mean return, 0 when not, 0.5 for a tie: its mean is the
   rate at which the outcomes agree with the fitted reward's ordering, compared between the
@@ -43,7 +47,7 @@ per-item distribution and ``plot_bpv`` the mean):
   temperature beta set too high, or a reward that cannot express the rater's preferences)
   give a small p-value.
 
-* :class:`~bayes_irl.models.preferences.CombinedModel`: both groups of statistics.
+* :class:`~bayes_irl.models.CombinedModel`: both groups of statistics.
 
 Other models plug in with :func:`register_replicator`.
 """
@@ -60,8 +64,10 @@ import torch
 import xarray as xr
 
 from bayes_irl.inference.posterior import Posterior
+from bayes_irl.models.combined import CombinedModel
 from bayes_irl.models.demonstrations import DemonstrationModel
-from bayes_irl.soft_bellman import sample_maxent_trajectories
+from bayes_irl.models.preferences import PreferenceModel
+from bayes_irl.validation import positive_int
 
 __all__ = [
     "PPCResult",
@@ -109,11 +115,15 @@ REPLICATORS: dict[type, Replicator] = {}
 def register_replicator(model_type: type, replicator: Replicator) -> None:
     """Make :func:`posterior_predictive_check` support ``model_type``.
 
+    The replicated data come from the model itself (its ``simulate`` method, e.g.
+    :meth:`~bayes_irl.models.DemonstrationModel.simulate`); a replicator only chooses the
+    test statistics and computes them on the observed and the replicated data.
+
     Args:
         model_type: a model class.
         replicator: ``(model, data, draws, generator) -> list[PredictiveStatistic]``, with
-            draws a dict site -> tensor (J, *site_shape); it replicates one data set per
-            draw with the generator and returns per-item statistics.
+            draws a dict site -> tensor (J, *site_shape); it asks the model for one data
+            set per draw (with the generator) and returns per-item statistics.
     """
     REPLICATORS[model_type] = replicator
 
@@ -130,33 +140,24 @@ def _trajectory_statistics(mdp, trajectories: torch.Tensor) -> tuple[torch.Tenso
     return counts, visits
 
 
-def _replicate_demonstrations(
-    model: DemonstrationModel, data: torch.Tensor, draws: dict, generator: torch.Generator
+def _truncate_like(replicated: torch.Tensor, data: torch.Tensor) -> torch.Tensor:
+    """Cut full-length replicas (J, n, T + 1, 2) to the observed lengths of data (n, T + 1, 2)."""
+    lengths = (data[:, :-1, 1] >= 0).sum(-1)  # (n,)
+    steps = torch.arange(data.shape[1])
+    keep_state = (steps <= lengths.unsqueeze(-1)).to(replicated.device)  # (n, T + 1)
+    keep_action = (steps < lengths.unsqueeze(-1)).to(replicated.device)
+    out = replicated.clone()
+    out[..., 0] = torch.where(keep_state, out[..., 0], torch.full_like(out[..., 0], -1))
+    out[..., 1] = torch.where(keep_action, out[..., 1], torch.full_like(out[..., 1], -1))
+    return out
+
+
+def _demonstration_statistics(
+    model: DemonstrationModel, data: torch.Tensor, replicated: torch.Tensor
 ) -> list[PredictiveStatistic]:
+    """Feature counts and state visits of observed (n, ...) and replicated (J, n, ...) demos."""
     mdp = model.mdp
-    theta = draws[model.reward_model.site_name]
-    rewards = model.reward_model.step_rewards(theta).detach()  # (J, S, A)
-    n = data.shape[0]
-    kind = getattr(model.normalizer, "kind", "global")
-    initial = data[:, 0, 0].to(mdp.device) if model.given_initial_state else None
-    observed_actions = data[:, :-1, 1] >= 0  # (n, T)
-    lengths = observed_actions.sum(-1)
-    steps = torch.arange(mdp.horizon + 1)
-    keep_state = (steps <= lengths.unsqueeze(-1)).to(mdp.device)  # (n, T + 1)
-    keep_action = (steps < lengths.unsqueeze(-1)).to(mdp.device)
-    replicas = []
-    for r in rewards:
-        if hasattr(model.normalizer, "soft_values"):
-            x = sample_maxent_trajectories(
-                mdp, r, n, kind=kind, initial_states=initial, generator=generator
-            )
-        else:  # an estimator: its own sampler (sampling-importance-resampling)
-            x = model.normalizer.sample_trajectories(r, torch.Size((n,)))
-        x = x.clone()
-        x[..., 0] = torch.where(keep_state, x[..., 0], torch.full_like(x[..., 0], -1))
-        x[..., 1] = torch.where(keep_action, x[..., 1], torch.full_like(x[..., 1], -1))
-        replicas.append(x)
-    replicated = torch.stack(replicas)  # (J, n, T + 1, 2)
+    replicated = _truncate_like(replicated, data)
     obs_counts, obs_visits = _trajectory_statistics(mdp, data.to(mdp.device))
     rep_counts, rep_visits = _trajectory_statistics(mdp, replicated)
     demo_dim = model.observed_sites[model.observed_site]
@@ -178,7 +179,13 @@ def _replicate_demonstrations(
     ]
 
 
-register_replicator(DemonstrationModel, _replicate_demonstrations)
+def _replicate_demonstrations(
+    model: DemonstrationModel, data: torch.Tensor, draws: dict, generator: torch.Generator
+) -> list[PredictiveStatistic]:
+    theta = draws[model.reward_model.site_name]  # (J, D)
+    initial = data[:, 0, 0] if model.given_initial_state else None
+    replicated = model.simulate(theta, data.shape[0], initial_states=initial, generator=generator)
+    return _demonstration_statistics(model, data, replicated)
 
 
 # ------------------------------------------------------------------ preferences
@@ -193,48 +200,45 @@ def _agreement(outcomes: torch.Tensor, reference: torch.Tensor, data) -> torch.T
     return (outcomes[..., 0] == best).to(reference.dtype)
 
 
-def _replicate_preferences(model, data, draws: dict, generator: torch.Generator):
-    theta = draws[model.reward_model.site_name]
-    rewards = model.reward_model.step_rewards(theta).detach()  # (J, S, A)
-    returns = model.item_returns(rewards, data)  # (J, m)
-    reference = returns.mean(0)
-    distribution = model.distribution(returns, data)  # batch (J, n)
-    if data.is_pairwise:
-        probs = distribution.outcome_log_probs().exp()  # (J, n, 3): P(0), P(1), P(tie)
-        index = torch.multinomial(probs.reshape(-1, 3), 1, generator=generator)
-        codes = torch.tensor([0.0, 1.0, 0.5], dtype=probs.dtype)
-        replicated = codes[index.reshape(probs.shape[:-1])]
-        observed = data.outcomes
-    else:
-        utilities = model.beta * returns[..., data.choice_sets]  # (J, n, k)
-        uniform = torch.rand(utilities.shape, generator=generator, dtype=utilities.dtype)
-        gumbel = -torch.log(-torch.log(uniform.clamp(min=1e-300)))
-        replicated = torch.argsort(utilities + gumbel, dim=-1, descending=True)
-        observed = data.orders
+def _preference_statistics(
+    model: PreferenceModel, data, theta: torch.Tensor, replicated: torch.Tensor
+) -> list[PredictiveStatistic]:
+    """Agreement of observed and replicated (J, n[, k]) answers with the mean-return order."""
+    reference = model.item_returns(theta, data).detach().mean(0)  # (m,)
     dim = model.observed_sites[model.observed_site]
     return [
         PredictiveStatistic(
             "preference_agreement",
-            _agreement(observed, reference, data).cpu().numpy(),
+            _agreement(data.observations(), reference, data).cpu().numpy(),
             _agreement(replicated, reference, data).cpu().numpy(),
             [dim],
         )
     ]
 
 
-def _replicate_combined(model, data, draws: dict, generator: torch.Generator):
-    return _replicate_demonstrations(
-        model.demonstrations, data["demonstrations"], draws, generator
-    ) + _replicate_preferences(model.preferences, data["preferences"], draws, generator)
+def _replicate_preferences(
+    model: PreferenceModel, data, draws: dict, generator: torch.Generator
+) -> list[PredictiveStatistic]:
+    theta = draws[model.reward_model.site_name]  # (J, D)
+    replicated = model.simulate(theta, data, generator=generator)
+    return _preference_statistics(model, data, theta, replicated)
 
 
-try:  # preference models live in their own module; support them when it is present
-    from bayes_irl.models.preferences import CombinedModel, PreferenceModel
-except ImportError:  # pragma: no cover - optional
-    pass
-else:
-    register_replicator(PreferenceModel, _replicate_preferences)
-    register_replicator(CombinedModel, _replicate_combined)
+def _replicate_combined(
+    model: CombinedModel, data: dict, draws: dict, generator: torch.Generator
+) -> list[PredictiveStatistic]:
+    theta = draws[model.reward_model.site_name]
+    replicated = model.simulate(theta, data, generator=generator)
+    return _demonstration_statistics(
+        model.demonstrations, data["demonstrations"], replicated["demonstrations"]
+    ) + _preference_statistics(
+        model.preferences, data["preferences"], theta, replicated["preferences"]
+    )
+
+
+register_replicator(DemonstrationModel, _replicate_demonstrations)
+register_replicator(PreferenceModel, _replicate_preferences)
+register_replicator(CombinedModel, _replicate_combined)
 
 
 # ------------------------------------------------------------------ the check
@@ -330,8 +334,7 @@ def posterior_predictive_check(
         >>> sorted(ppc.omnibus)
         ['feature_counts', 'state_visits']
     """
-    if int(num_draws) != num_draws or num_draws < 2:
-        raise ValueError(f"num_draws must be an int >= 2; got {num_draws!r}")
+    num_draws = positive_int(num_draws, "num_draws", minimum=2)
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1); got {prob!r}")
     model = posterior.model

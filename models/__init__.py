@@ -6,41 +6,33 @@ preferences, both combined) share the reward models of :mod:`bayes_irl.rewards` 
 model protocol of :mod:`bayes_irl.protocols`.
 """
 
-from bayes_irl.models.continuous import (
-    ContinuousDemonstrationModel,
-    ContinuousMaxEntTrajectory,
-    NeuralStateReward,
-    QuadraticReward,
-    TrajectoryLayout,
-)
+from bayes_irl.models.choice import TIE, BradleyTerry, PlackettLuce
+from bayes_irl.models.combined import CombinedModel
 from bayes_irl.models.demonstrations import DemonstrationModel
 from bayes_irl.models.maxent import MaxEntTrajectory, TrajectoryConstraint
-from bayes_irl.models.preferences import (
-    BradleyTerry,
-    CombinedModel,
+from bayes_irl.models.preference_data import (
     PairwiseComparisons,
-    PlackettLuce,
-    PreferenceModel,
+    PreparedPreferences,
     Rankings,
+)
+from bayes_irl.models.preferences import (
+    PreferenceModel,
     simulate_comparisons,
     simulate_rankings,
 )
 
 __all__ = [
+    "TIE",
     "BradleyTerry",
     "CombinedModel",
-    "ContinuousDemonstrationModel",
-    "ContinuousMaxEntTrajectory",
     "DemonstrationModel",
     "MaxEntTrajectory",
-    "NeuralStateReward",
     "PairwiseComparisons",
     "PlackettLuce",
     "PreferenceModel",
-    "QuadraticReward",
+    "PreparedPreferences",
     "Rankings",
     "TrajectoryConstraint",
-    "TrajectoryLayout",
     "simulate_comparisons",
     "simulate_rankings",
 ]

@@ -1,29 +1,45 @@
-"""The Bayesian demonstration model: prior -> reward -> plate over demonstrations.
+"""The Bayesian demonstration model: prior -> theta -> plate over demonstrations.
 
-    theta ~ prior                      (plate over the D reward parameters)
-    r = reward_model.step_rewards(theta)          r[..., s, a]
-    x_i ~ MaxEntTrajectory(r, normaliser)  i = 1..n   (plate "demos", optional subsampling)
+    theta ~ reward_model.prior                     (plate over the D reward parameters)
+    x_i ~ MaxEntTrajectory(theta, reward_model, normaliser)   i = 1..n   (plate "demos")
 
-Every model in :mod:`bayes_irl.models` follows the same small protocol, which is all the
-inference back-ends and the ArviZ converter rely on:
+One model for every environment family (tabular MDPs, token sequences, linear-quadratic
+control, simulators): the trajectory space of the normaliser validates the data
+(``space.prepare``) and gives the ArviZ groups (``space.arviz_groups``).
+``ContinuousDemonstrationModel`` (the former model of continuous trajectories) is this
+class: a documented rename.
+
+Every model in :mod:`bayes_irl.models` follows the small protocol
+:class:`bayes_irl.protocols.Model`, which is all the inference back-ends and the ArviZ
+converter rely on:
 
 * ``model(data, *, subsample=True)`` runs the Pyro program on prepared data;
 * ``model.prepare_data(data)`` validates user data once and returns what ``__call__``
-  takes (here the (n, T + 1, 2) trajectory tensor);
+  takes (the ``(n, *event_shape)`` trajectory tensor);
 * ``model.observed_sites`` maps each observed site to its ArviZ dimension name;
 * ``model.latent_dims`` maps each latent site to its dimension name and coordinates;
 * ``model.arviz_groups(data)`` returns observed_data / constant_data dictionaries.
+
+It also offers :meth:`DemonstrationModel.sufficient_statistics_potential`
+(:class:`bayes_irl.protocols.SufficientStatistics`) and :meth:`DemonstrationModel.simulate`
+(replicated demonstrations for predictive checks).
 """
 
 from __future__ import annotations
 
-import numpy as np
+from collections.abc import Callable
+from typing import Any
+
 import pyro
 import torch
+from torch import Tensor
+from torch.distributions import constraints
 
+from bayes_irl.mdp import TabularMDP
 from bayes_irl.models.maxent import MaxEntTrajectory
-from bayes_irl.rewards import RewardModel
-from bayes_irl.trajectories import TrajectoryBatch
+from bayes_irl.rewards import LinearReward, RewardModel
+from bayes_irl.trajectories import feature_counts
+from bayes_irl.validation import positive_int
 
 __all__ = ["DemonstrationModel"]
 
@@ -33,12 +49,22 @@ class DemonstrationModel:
 
     Args:
         reward_model: a :class:`bayes_irl.RewardModel` (its prior is the prior on theta).
-        normalizer: the normaliser of the maxent distribution, e.g.
-            :class:`bayes_irl.inference.ExactNormalizer` (its ``mdp`` is the base measure).
+        normalizer: the normaliser of the maxent distribution
+            (:class:`bayes_irl.protocols.Normalizer`), e.g.
+            :class:`bayes_irl.inference.ExactNormalizer`; its ``space`` is the trajectory
+            space (base measure).
         given_initial_state: condition on each demonstration's s_0 (contexts) instead of
             modelling it.
         subsample_size: demonstrations per SVI step (minibatching; the log-likelihood is
             rescaled by n / subsample_size). ``None`` uses all of them.
+
+    Attributes:
+        space: the trajectory space (``normalizer.space``).
+        mdp: ``normalizer.mdp`` where the normaliser has one (tabular, LQ), else None.
+
+    Raises:
+        ValueError: for a reward that is not a RewardModel, a normaliser without
+            ``space``/``log_normalizer``, mismatched dimensions or a bad subsample_size.
 
     Example:
         >>> from bayes_irl import GridWorld
@@ -55,7 +81,7 @@ class DemonstrationModel:
     def __init__(
         self,
         reward_model: RewardModel,
-        normalizer,
+        normalizer: Any,
         *,
         given_initial_state: bool = False,
         subsample_size: int | None = None,
@@ -64,17 +90,33 @@ class DemonstrationModel:
             raise ValueError(
                 f"reward_model must be a bayes_irl.RewardModel; got {type(reward_model).__name__}"
             )
-        if not hasattr(normalizer, "mdp") or not hasattr(normalizer, "log_normalizer"):
+        if not hasattr(normalizer, "space") or not hasattr(normalizer, "log_normalizer"):
             raise ValueError(
-                "normalizer must provide .mdp and .log_normalizer(step_rewards) "
+                "normalizer must provide .space and .log_normalizer(reward, theta) "
                 f"(e.g. ExactNormalizer); got {type(normalizer).__name__}"
             )
-        if subsample_size is not None and int(subsample_size) < 1:
-            raise ValueError(f"subsample_size must be a positive int or None; got {subsample_size}")
+        space = normalizer.space
+        dims = ("state_dim", "action_dim")
+        if all(hasattr(reward_model, d) and hasattr(space, d) for d in dims):
+            ours = tuple(int(getattr(reward_model, d)) for d in dims)
+            theirs = tuple(int(getattr(space, d)) for d in dims)
+            if ours != theirs:
+                raise ValueError(
+                    f"reward_model has (state_dim, action_dim) = {ours} but the normaliser's "
+                    f"trajectories have {theirs}"
+                )
+        if subsample_size is not None:
+            try:
+                subsample_size = positive_int(subsample_size, "subsample_size")
+            except ValueError:
+                raise ValueError(
+                    f"subsample_size must be a positive int or None; got {subsample_size!r}"
+                ) from None
         self.reward_model = reward_model
         self.normalizer = normalizer
-        self.mdp = normalizer.mdp
-        self.given_initial_state = given_initial_state
+        self.space = space
+        self.mdp = getattr(normalizer, "mdp", None)
+        self.given_initial_state = bool(given_initial_state)
         self.subsample_size = subsample_size
 
     # ------------------------------------------------------------------ protocol
@@ -89,128 +131,176 @@ class DemonstrationModel:
         rm = self.reward_model
         return {rm.site_name: (rm.dim_name, list(rm.param_names))}
 
-    def prepare_data(self, data) -> torch.Tensor:
-        """Validate demonstrations against the MDP and return the (n, T + 1, 2) tensor.
+    def prepare_data(self, data: Any) -> Tensor:
+        """Validate demonstrations with the trajectory space (``space.prepare``).
 
         Args:
-            data: a :class:`TrajectoryBatch` or an int tensor of shape (n, T + 1, 2).
+            data: tabular: a :class:`~bayes_irl.TrajectoryBatch` or an int tensor (n, T + 1,
+                2); continuous: ``(states (n, T+1, dx), actions (n, T, du))`` or ``z (n, d)``.
 
         Returns:
-            int64 tensor of shape (n, T + 1, 2) on the MDP's device.
+            Tensor of shape ``(n, *event_shape)``.
 
         Raises:
-            ValueError: if the data do not fit the MDP (shape, ranges, impossible moves).
+            ValueError: if the data do not fit the space (shape, ranges, impossible moves).
         """
-        if data is None:
-            raise ValueError("data must hold demonstrations; got None")
-        if isinstance(data, TrajectoryBatch):
-            data.validate_against(self.mdp)
-            return data.as_tensor(self.mdp.device)
-        if torch.is_tensor(data) or isinstance(data, np.ndarray):
-            value = torch.as_tensor(data)
-            return TrajectoryBatch.from_tensor(value, mdp=self.mdp).as_tensor(self.mdp.device)
-        raise ValueError(
-            f"data must be a TrajectoryBatch or a (n, T + 1, 2) tensor; got {type(data).__name__}"
+        return self.space.prepare(data)
+
+    def trajectory_distribution(self, theta: Tensor) -> MaxEntTrajectory:
+        """The likelihood of one demonstration given ``theta (..., D)``."""
+        return MaxEntTrajectory(
+            theta,
+            self.reward_model,
+            self.normalizer,
+            given_initial_state=self.given_initial_state,
         )
 
     def __call__(
         self,
-        data: torch.Tensor | None = None,
+        data: Tensor | None = None,
         *,
         subsample: bool = True,
         num_demonstrations: int | None = None,
-    ) -> torch.Tensor:
+    ) -> Tensor:
         """Run the model.
 
         Args:
-            data: prepared demonstrations (n, T + 1, 2), or None to simulate.
+            data: prepared demonstrations ``(n, *event_shape)``, or None to simulate.
             subsample: use ``subsample_size`` (set False to score every demonstration).
             num_demonstrations: n when ``data`` is None.
 
         Returns:
-            The demonstrations (observed or sampled), shape (n_or_subsample, T + 1, 2).
+            The demonstrations (observed or sampled), shape ``(n_or_subsample,
+            *event_shape)``.
         """
-        step_rewards = self.reward_model()  # batch + (S, A)
-        return self.observe(
-            step_rewards, data, subsample=subsample, num_demonstrations=num_demonstrations
-        )
+        theta = self.reward_model()  # batch + (D,)
+        return self.observe(theta, data, subsample=subsample, num_demonstrations=num_demonstrations)
 
     def observe(
         self,
-        step_rewards: torch.Tensor,
-        data: torch.Tensor | None,
+        theta: Tensor,
+        data: Tensor | None,
         *,
         subsample: bool = True,
         num_demonstrations: int | None = None,
-    ) -> torch.Tensor:
-        """The likelihood part alone: the demos plate given step rewards.
+    ) -> Tensor:
+        """The likelihood part alone: the demos plate given reward parameters.
 
-        Shared by models that draw one reward for several kinds of data (e.g.
+        Shared by models that draw one theta for several kinds of data (e.g.
         :class:`bayes_irl.models.CombinedModel`).
 
         Args:
-            step_rewards: ``r[..., s, a]``, shape batch + (S, A).
-            data: prepared demonstrations (n, T + 1, 2), or None to simulate.
+            theta: reward parameters, shape ``batch + (D,)``.
+            data: prepared demonstrations ``(n, *event_shape)``, or None to simulate.
             subsample: use ``subsample_size``.
             num_demonstrations: n when ``data`` is None.
 
         Returns:
-            The demonstrations (observed or sampled), shape (n_or_subsample, T + 1, 2).
+            The demonstrations (observed or sampled), shape ``(n_or_subsample,
+            *event_shape)``.
         """
         n = data.shape[0] if data is not None else int(num_demonstrations or 1)
         size = self.subsample_size if subsample else None
         with pyro.plate("demos", n, subsample_size=size, dim=-1) as index:
             obs = None if data is None else data[index]
-            # unsqueeze: theta's batch dims sit left of the demos plate (dim -1)
-            trajectory = MaxEntTrajectory(
-                step_rewards.unsqueeze(-3),
-                self.normalizer,
-                given_initial_state=self.given_initial_state,
-            )
+            # unsqueeze: theta's batch dims sit left of the demos plate (dim -1); the
+            # normaliser then runs once per theta, not once per demonstration
+            trajectory = self.trajectory_distribution(theta.unsqueeze(-2))
             return pyro.sample(self.observed_site, trajectory, obs=obs)
 
-    def arviz_groups(self, data: torch.Tensor) -> dict:
+    def arviz_groups(self, data: Tensor) -> dict:
         """Return observed_data, constant_data, coords and dims for ArviZ.
+
+        Args:
+            data: prepared demonstrations ``(n, *event_shape)``.
+
+        Returns:
+            Dict with keys ``observed_data``, ``constant_data`` (name -> numpy array),
+            ``coords`` and ``dims`` (ArviZ conventions), from ``space.arviz_groups``.
+        """
+        return self.space.arviz_groups(data)
+
+    # ------------------------------------------------------------------ extras
+    def simulate(
+        self,
+        theta: Tensor,
+        num_demonstrations: int,
+        *,
+        initial_states: Tensor | None = None,
+        generator: torch.Generator | None = None,
+    ) -> Tensor:
+        """Draw replicated demonstrations given reward parameters (predictive checks).
+
+        Args:
+            theta: reward parameters, shape ``batch + (D,)`` (e.g. J posterior draws).
+            num_demonstrations: n draws per theta.
+            initial_states: with ``given_initial_state=True``, optional start states of
+                shape ``(n,)`` (e.g. the observed ones) to condition on; drawn from p0
+                otherwise. Needs a normaliser whose ``sample`` accepts them
+                (``ExactNormalizer``).
+            generator: torch random generator, passed to ``normalizer.sample`` when given
+                (``ExactNormalizer`` accepts one); default the global RNG.
+
+        Returns:
+            Trajectories of shape ``batch + (n,) + event_shape`` (full length).
+        """
+        n = positive_int(num_demonstrations, "num_demonstrations")
+        options: dict[str, Any] = {"given_initial_state": self.given_initial_state}
+        if generator is not None:
+            options["generator"] = generator
+        if initial_states is not None:
+            if not self.given_initial_state:
+                raise ValueError("initial_states needs a model with given_initial_state=True")
+            options["initial_states"] = initial_states
+        theta = theta.detach()
+        draws = self.normalizer.sample(self.reward_model, theta, (n,), **options)
+        return draws.movedim(0, theta.dim() - 1)  # batch + (n,) + event
+
+    def sufficient_statistics_potential(
+        self, data: Any
+    ) -> Callable[[dict[str, Tensor]], Tensor] | None:
+        r"""A potential energy whose cost does not grow with n, or None where it does not apply.
+
+        For a linear reward, the global model and full-length demonstrations, the
+        log-likelihood of n demonstrations is
+
+            sum_i log P(x_i | theta) = theta . Phi - n log Z(theta) + const,
+            Phi = sum_i sum_t phi(s_t, a_t),
+
+        so ``-log p(theta) - theta . Phi + n log Z(theta)`` costs one exact recursion per
+        gradient, whatever n is.
+
+        Applies to a :class:`bayes_irl.LinearReward` whose prior has real support, an
+        exact normaliser of kind ``"global"`` on a tabular MDP,
+        ``given_initial_state=False`` and full-length demonstrations.
 
         Args:
             data: prepared demonstrations (n, T + 1, 2).
 
         Returns:
-            Dict with keys ``observed_data``, ``constant_data`` (name -> numpy array),
-            ``coords`` and ``dims`` (ArviZ conventions).
+            ``potential({site_name: theta (K,)}) -> scalar`` equal to the negative log joint
+            density up to a constant, or None.
         """
-        batch = TrajectoryBatch.from_tensor(data.cpu())
-        mdp = self.mdp
-        features = mdp.features[:, 0, :] if mdp.state_features else mdp.features
-        feature_dims = (
-            ["mdp_state", "feature"]
-            if mdp.state_features
-            else ["mdp_state", "mdp_action", "feature"]
-        )
-        return {
-            "observed_data": {
-                "states": batch.states.numpy(),
-                "actions": batch.actions.numpy(),
-                "lengths": batch.lengths.numpy(),
-            },
-            "constant_data": {
-                "features": features.cpu().numpy(),
-                "initial": mdp.initial.cpu().numpy(),
-                "horizon": np.asarray(mdp.horizon),
-            },
-            "coords": {
-                "demo": np.arange(len(batch)),
-                "time": np.arange(mdp.horizon + 1),
-                "step": np.arange(mdp.horizon),
-                "mdp_state": np.arange(mdp.num_states),
-                "mdp_action": np.arange(mdp.num_actions),
-                "feature": list(mdp.feature_names),
-            },
-            "dims": {
-                "states": ["demo", "time"],
-                "actions": ["demo", "step"],
-                "lengths": ["demo"],
-                "features": feature_dims,
-                "initial": ["mdp_state"],
-            },
-        }
+        reward, norm = self.reward_model, self.normalizer
+        if not isinstance(reward, LinearReward) or not isinstance(self.space, TabularMDP):
+            return None
+        if not getattr(norm, "is_exact", False) or getattr(norm, "kind", None) != "global":
+            return None
+        if self.given_initial_state or not torch.is_tensor(data) or data.dim() != 3:
+            return None
+        states, actions = self.space.split(data)
+        if not bool((actions >= 0).all()):
+            return None
+        prior = reward.prior
+        if prior.support is not constraints.real:
+            return None
+        stats = feature_counts(reward.features, states, actions).sum(0)  # Phi, shape (K,)
+        count = data.shape[0]
+        site = reward.site_name
+
+        def potential_fn(params: dict[str, Tensor]) -> Tensor:
+            theta = params[site]
+            log_z = norm.log_normalizer(reward, theta)
+            return -(prior.log_prob(theta).sum() + theta @ stats - count * log_z)
+
+        return potential_fn

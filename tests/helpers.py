@@ -68,3 +68,22 @@ def brute_force_log_weights(mdp, step_rewards, trajectories):
             total = total + dense[s[t], a[t], s[t + 1]].log()
         out.append(total)
     return torch.stack(out)
+
+
+def table_reward(mdp):
+    """A reward whose theta is the step table itself: ``theta = r.reshape(..., S * A)``."""
+    from bayes_irl import TabularReward
+
+    return TabularReward(mdp.num_states, mdp.num_actions, per_action=True, dtype=mdp.dtype)
+
+
+def as_theta(step_rewards):
+    """Flatten a step table ``r[..., s, a]`` to the theta of :func:`table_reward`."""
+    return step_rewards.reshape(*step_rewards.shape[:-2], -1)
+
+
+def maxent(mdp, step_rewards, normalizer, **options):
+    """``MaxEntTrajectory`` of an arbitrary step table ``r[..., s, a]`` (via table_reward)."""
+    from bayes_irl.models import MaxEntTrajectory
+
+    return MaxEntTrajectory(as_theta(step_rewards), table_reward(mdp), normalizer, **options)

@@ -137,7 +137,7 @@ def test_active_errors():
     assert learner.outcomes == []  # the bad answer was not recorded
     with pytest.raises(ValueError, match=r"true_weights must have shape \(4,\)"):
         run_active_learning(model, truth[:2], num_queries=2)
-    with pytest.raises(ValueError, match="num_queries must be >= 1"):
+    with pytest.raises(ValueError, match="num_queries must be an integer >= 1"):
         run_active_learning(model, truth, num_queries=0)
 
 

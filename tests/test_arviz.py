@@ -52,8 +52,9 @@ def test_log_likelihood_equals_direct_log_prob(fitted):
         model, model.prepare_data(demos), {k: v[:5] for k, v in flat.items()}
     )
     for i in range(5):
-        r = world.reward_model.step_rewards(flat["weights"][i])
-        direct = MaxEntTrajectory(r, ExactNormalizer(world.mdp)).log_prob(demos.as_tensor())
+        direct = MaxEntTrajectory(
+            flat["weights"][i], world.reward_model, ExactNormalizer(world.mdp)
+        ).log_prob(demos.as_tensor())
         assert torch.allclose(ll["demonstrations"][i], direct, atol=1e-10)
         prior = world.reward_model.prior.log_prob(flat["weights"][i]).sum()
         assert joint[i].item() == pytest.approx((prior + direct.sum()).item(), abs=1e-8)

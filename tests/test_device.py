@@ -31,7 +31,7 @@ def test_whole_path_on_device(device):
     norm = ExactNormalizer(world.mdp)
     r = world.true_step_rewards()
     assert r.device.type == dev.type
-    assert norm.log_normalizer(r).device.type == dev.type
+    assert norm.log_normalizer(world.reward_model, world.true_weights).device.type == dev.type
     demos = world.sample_demonstrations(30, seed=1)
     model = DemonstrationModel(world.reward_model, norm)
     data = model.prepare_data(demos)

@@ -3,10 +3,18 @@
 import pytest
 import torch
 
+from bayes_irl import LinearReward
 from bayes_irl.inference import ExactNormalizer
 from bayes_irl.models import MaxEntTrajectory
-from bayes_irl.soft_bellman import sample_maxent_trajectories, soft_values
-from tests.helpers import all_trajectories, brute_force_log_weights, tiny_mdp
+from bayes_irl.soft_bellman import log_partition, sample_maxent_trajectories, soft_values
+from tests.helpers import (
+    all_trajectories,
+    as_theta,
+    brute_force_log_weights,
+    maxent,
+    table_reward,
+    tiny_mdp,
+)
 
 # float64 throughout: enumeration and recursion then agree to ~1e-15 relative, so 1e-8 is a
 # safe bound that still catches any missing term (each term is O(1)).
@@ -22,8 +30,9 @@ def test_log_z_equals_enumeration(seed, action_base):
     xs = all_trajectories(mdp)
     log_w = brute_force_log_weights(mdp, r, xs)
     expected = torch.logsumexp(log_w[torch.isfinite(log_w)], 0)
-    actual = ExactNormalizer(mdp).log_normalizer(r)
+    actual = ExactNormalizer(mdp).log_normalizer(LinearReward(mdp.features), theta)
     assert torch.allclose(actual, expected, atol=TOL, rtol=0)
+    assert torch.allclose(log_partition(mdp, r), expected, atol=TOL, rtol=0)
 
 
 def test_gradient_is_expected_minus_empirical_feature_counts():
@@ -34,7 +43,8 @@ def test_gradient_is_expected_minus_empirical_feature_counts():
         phi += mdp.features[xs[:, t, 0], xs[:, t, 1]]
     theta = torch.randn(mdp.num_features, dtype=torch.float64, requires_grad=True)
     r = torch.einsum("k,sak->sa", theta, mdp.features)
-    log_z = ExactNormalizer(mdp).log_normalizer(r)
+    reward = LinearReward(mdp.features)
+    log_z = ExactNormalizer(mdp).log_normalizer(reward, theta)
     (grad_log_z,) = torch.autograd.grad(log_z, theta)
     with torch.no_grad():
         p = torch.softmax(brute_force_log_weights(mdp, r, xs), 0)
@@ -43,8 +53,7 @@ def test_gradient_is_expected_minus_empirical_feature_counts():
 
     # Log-likelihood gradient of some demonstrations: empirical minus expected counts.
     demos = xs[torch.tensor([0, 5, 17, 40])]
-    r = torch.einsum("k,sak->sa", theta, mdp.features)
-    d = MaxEntTrajectory(r, ExactNormalizer(mdp))
+    d = MaxEntTrajectory(theta, reward, ExactNormalizer(mdp))
     (grad_ll,) = torch.autograd.grad(d.log_prob(demos).sum(), theta)
     empirical = phi[torch.tensor([0, 5, 17, 40])].sum(0)
     assert torch.allclose(grad_ll, empirical - 4 * expected_phi, atol=TOL, rtol=0)
@@ -56,9 +65,7 @@ def test_distribution_normalised_over_all_trajectories(kind, given_initial_state
     mdp = tiny_mdp(seed=4)
     r = torch.randn(mdp.num_states, mdp.num_actions, dtype=torch.float64)
     xs = all_trajectories(mdp)
-    d = MaxEntTrajectory(
-        r, ExactNormalizer(mdp, kind=kind), given_initial_state=given_initial_state
-    )
+    d = maxent(mdp, r, ExactNormalizer(mdp, kind=kind), given_initial_state=given_initial_state)
     lp = d.log_prob(xs)
     if given_initial_state:  # normalised for every start state separately
         for s0 in range(mdp.num_states):
@@ -75,8 +82,8 @@ def test_global_log_prob_matches_enumeration_and_causal_differs():
     log_w = brute_force_log_weights(mdp, r, xs)
     finite = torch.isfinite(log_w)
     expected = log_w[finite] - torch.logsumexp(log_w[finite], 0)
-    glob = MaxEntTrajectory(r, ExactNormalizer(mdp)).log_prob(xs[finite])
-    causal = MaxEntTrajectory(r, ExactNormalizer(mdp, kind="causal")).log_prob(xs[finite])
+    glob = maxent(mdp, r, ExactNormalizer(mdp)).log_prob(xs[finite])
+    causal = maxent(mdp, r, ExactNormalizer(mdp, kind="causal")).log_prob(xs[finite])
     assert torch.allclose(glob, expected, atol=TOL, rtol=0)
     # With stochastic dynamics the two models are genuinely different distributions.
     assert (glob - causal).abs().max() > 1e-3
@@ -86,14 +93,14 @@ def test_causal_equals_global_with_deterministic_dynamics():
     mdp = tiny_mdp(seed=6, deterministic=True)
     r = torch.randn(mdp.num_states, mdp.num_actions, dtype=torch.float64)
     xs = all_trajectories(mdp)
-    glob = MaxEntTrajectory(r, ExactNormalizer(mdp)).log_prob(xs)
-    causal = MaxEntTrajectory(r, ExactNormalizer(mdp, kind="causal")).log_prob(xs)
+    glob = maxent(mdp, r, ExactNormalizer(mdp)).log_prob(xs)
+    causal = maxent(mdp, r, ExactNormalizer(mdp, kind="causal")).log_prob(xs)
     finite = torch.isfinite(glob)
     assert torch.equal(finite, torch.isfinite(causal))
     # Deterministic dynamics: the global model's initial-state tilt and the causal model's
     # untilted p0 differ, so compare conditional on s_0.
-    g = MaxEntTrajectory(r, ExactNormalizer(mdp), given_initial_state=True).log_prob(xs)
-    c = MaxEntTrajectory(r, ExactNormalizer(mdp, kind="causal"), given_initial_state=True)
+    g = maxent(mdp, r, ExactNormalizer(mdp), given_initial_state=True).log_prob(xs)
+    c = maxent(mdp, r, ExactNormalizer(mdp, kind="causal"), given_initial_state=True)
     assert torch.allclose(g[finite], c.log_prob(xs)[finite], atol=TOL, rtol=0)
 
 
@@ -102,7 +109,7 @@ def test_truncated_trajectory_is_marginal_of_completions(kind):
     mdp = tiny_mdp(seed=7, horizon=3)
     r = torch.randn(mdp.num_states, mdp.num_actions, dtype=torch.float64)
     xs = all_trajectories(mdp)
-    d = MaxEntTrajectory(r, ExactNormalizer(mdp, kind=kind))
+    d = maxent(mdp, r, ExactNormalizer(mdp, kind=kind))
     lp = d.log_prob(xs)
     prefix = xs[30].clone()
     length = 1
@@ -125,7 +132,7 @@ def test_exact_sampler_frequencies_match_probabilities(kind):
     mdp = tiny_mdp(seed=8, horizon=2)
     r = torch.randn(mdp.num_states, mdp.num_actions, dtype=torch.float64)
     xs = all_trajectories(mdp)
-    p = MaxEntTrajectory(r, ExactNormalizer(mdp, kind=kind)).log_prob(xs).exp()
+    p = maxent(mdp, r, ExactNormalizer(mdp, kind=kind)).log_prob(xs).exp()
     n = 20000
     draws = sample_maxent_trajectories(
         mdp, r, n, kind=kind, generator=torch.Generator().manual_seed(1)
@@ -149,10 +156,13 @@ def test_batched_rewards_match_loop():
     r = torch.randn(4, 3, mdp.num_states, mdp.num_actions, dtype=torch.float64)
     values = soft_values(mdp, r)
     assert values.shape == (4, 3, mdp.horizon + 1, mdp.num_states)
-    norm = ExactNormalizer(mdp)
-    batched = norm.log_normalizer(r)
+    norm, reward = ExactNormalizer(mdp), table_reward(mdp)
+    batched = norm.log_normalizer(reward, as_theta(r))
     looped = torch.stack(
-        [torch.stack([norm.log_normalizer(r[i, j]) for j in range(3)]) for i in range(4)]
+        [
+            torch.stack([norm.log_normalizer(reward, as_theta(r[i, j])) for j in range(3)])
+            for i in range(4)
+        ]
     )
     assert torch.allclose(batched, looped, atol=1e-12, rtol=0)
 
@@ -162,8 +172,13 @@ def test_errors_name_the_argument():
     with pytest.raises(ValueError, match="kind must be one of"):
         ExactNormalizer(mdp, kind="soft")
     with pytest.raises(ValueError, match=r"step_rewards must have shape \(\.\.\., S, A\)"):
-        ExactNormalizer(mdp).log_normalizer(torch.zeros(2, 2, dtype=torch.float64))
+        log_partition(mdp, torch.zeros(2, 2, dtype=torch.float64))
+    reward = table_reward(mdp)
+    with pytest.raises(ValueError, match=r"theta must have shape \(\.\.\., 6\)"):
+        ExactNormalizer(mdp).log_normalizer(reward, torch.zeros(2, 2, dtype=torch.float64))
     with pytest.raises(ValueError, match="log_normalizer is defined for kind='global' only"):
         ExactNormalizer(mdp, kind="causal").log_normalizer(
-            torch.zeros(mdp.num_states, mdp.num_actions, dtype=torch.float64)
+            reward, torch.zeros(mdp.num_states * mdp.num_actions, dtype=torch.float64)
         )
+    with pytest.raises(ValueError, match="space must be a TabularMDP"):
+        ExactNormalizer(object())

@@ -36,46 +36,49 @@ def test_twisted_training_beats_log_z_target(grid10):
     # reliably reach k-hat < 0.7 (measured 0.44-0.89 over 8 banks), so here only its drop
     # from the untrained value is asserted; forward-KL-only training meets both targets on
     # every bank (tests/test_guide_training_targets.py).
-    r = grid10.true_step_rewards()
-    exact = ExactNormalizer(grid10.mdp).log_normalizer(r).item()
-    norm = ImportanceNormalizer(grid10.mdp, TwistedProposal(grid10.mdp), num_samples=1000,
+    reward, theta = grid10.reward_model, grid10.true_weights
+    exact = ExactNormalizer(grid10.mdp).log_normalizer(reward, theta).item()
+    norm = ImportanceNormalizer(TwistedProposal(grid10.mdp), num_samples=1000,
                                 khat_policy="ignore")
-    norm.log_normalizer(r)
+    norm.log_normalizer(reward, theta)
     untrained_khat = norm.diagnostics.khat
     assert untrained_khat > 0.7  # untrained: unreliable, and the diagnostic says so
     trainer = GuidePolicyTrainer(norm, method="reverse_kl", num_steps=400, num_samples=256,
                                  learning_rate=0.1, seed=0)
-    elbo = trainer.train(r)
+    elbo = trainer.train(reward, theta)
     assert elbo[-50:].mean() > elbo[:50].mean() + 10
     trainer.method = "forward_kl"
     for group in trainer.optimizer.param_groups:
         group["lr"] = 0.05
-    trainer.train(r, 300)
+    trainer.train(reward, theta, 300)
     for _ in range(3):
         norm.refresh()
-        est = norm.log_normalizer(r).item()
+        est = norm.log_normalizer(reward, theta).item()
         assert abs(est - exact) <= 0.1
         assert norm.diagnostics.khat < untrained_khat
 
 
 def test_smc_with_trained_twisted_kernel(grid10):
     # Same trained kernel used by SMC (K = 1000): within 0.1 nats of the exact log Z.
-    r = grid10.true_step_rewards()
-    exact = ExactNormalizer(grid10.mdp).log_normalizer(r).item()
+    reward, theta = grid10.reward_model, grid10.true_weights
+    exact = ExactNormalizer(grid10.mdp).log_normalizer(reward, theta).item()
     proposal = TwistedProposal(grid10.mdp)
-    norm = SMCNormalizer(grid10.mdp, proposal, num_particles=1000, reference_rewards=r,
+    norm = SMCNormalizer(proposal, num_particles=1000, reward=reward, theta=theta,
                          khat_policy="ignore")
-    GuidePolicyTrainer(norm, num_steps=600, num_samples=256, learning_rate=0.1).update(r)
+    # train() ends with a refresh: a new sweep at theta with the trained kernel
+    GuidePolicyTrainer(norm, num_steps=600, num_samples=256, learning_rate=0.1).train(
+        reward, theta)
     assert abs(norm.reference_log_z - exact) <= 0.1
 
 
 def test_forward_kl_improves_the_guide(tiny):
-    r = tiny.true_step_rewards()
-    norm = ImportanceNormalizer(tiny.mdp, TwistedProposal(tiny.mdp), num_samples=500,
+    norm = ImportanceNormalizer(TwistedProposal(tiny.mdp), num_samples=500,
                                 khat_policy="ignore")
     trainer = GuidePolicyTrainer(norm, method="forward_kl", num_steps=150, num_samples=256,
                                  learning_rate=0.1)
-    elbo = trainer.train(r)
+    bank_before = norm.bank
+    elbo = trainer.train(tiny.reward_model, tiny.true_weights)
+    assert norm.bank is not bank_before  # training always leaves a fresh bank
     # the ELBO gap KL(q || P) shrinks: the last 20 steps beat the first 20 by > 1 nat
     assert elbo[-20:].mean() > elbo[:20].mean() + 1
 
@@ -91,25 +94,26 @@ def test_policy_soft_backup_is_the_causal_policy(tiny):
 
 
 def test_guide_objective_errors(tiny):
+    reward, theta = tiny.reward_model, tiny.true_weights
     with pytest.raises(ValueError, match="method"):
-        guide_objective(PolicyProposal(tiny.mdp), tiny.true_step_rewards(), method="soft")
-    norm = ImportanceNormalizer(tiny.mdp, num_samples=10)
+        guide_objective(PolicyProposal(tiny.mdp), reward, theta, method="soft")
+    norm = ImportanceNormalizer(PolicyProposal(tiny.mdp), num_samples=10)
     with pytest.raises(ValueError, match="method"):
         GuidePolicyTrainer(norm, method="kl")
-    with pytest.raises(ValueError, match="reward"):
-        GuidePolicyTrainer(norm, reward="mean")
+    with pytest.raises(ValueError, match="theta"):
+        GuidePolicyTrainer(norm, theta="mean")
     with pytest.raises(ValueError, match="num_steps"):
         GuidePolicyTrainer(norm, num_steps=0)
     with pytest.raises(ValueError, match="normalizer"):
         GuidePolicyTrainer(ExactNormalizer(tiny.mdp))
-    with pytest.raises(ValueError, match="step_rewards"):
-        GuidePolicyTrainer(norm).train(torch.zeros(2, 9, 5, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"theta must have shape \(D,\) or \(M, D\)"):
+        GuidePolicyTrainer(norm).train(reward, torch.zeros(2, 9, 5, dtype=torch.float64))
     with pytest.raises(ValueError, match="model= and data="):
         GuidePolicyTrainer(norm)(0, 1.0, None)
 
 
 def test_svi_callback_trains_and_refreshes(tiny):
-    norm = ImportanceNormalizer(tiny.mdp, TwistedProposal(tiny.mdp), num_samples=200,
+    norm = ImportanceNormalizer(TwistedProposal(tiny.mdp), num_samples=200,
                                 khat_policy="ignore")
     model = DemonstrationModel(tiny.reward_model, norm)
     demos = tiny.sample_demonstrations(30, seed=1)
@@ -137,7 +141,7 @@ def test_svi_posterior_matches_exact(grid10):
     data = exact_model.prepare_data(demos)
     exact = run_svi(exact_model, data, num_steps=1000, num_samples=2000, progress_bar=False)
     # early SVI steps between updates can see k-hat > 0.7 (warned); the check is on the fit
-    norm = ImportanceNormalizer(grid10.mdp, TwistedProposal(grid10.mdp), num_samples=1000,
+    norm = ImportanceNormalizer(TwistedProposal(grid10.mdp), num_samples=1000,
                                 khat_policy="ignore")
     model = DemonstrationModel(grid10.reward_model, norm)
     trainer = GuidePolicyTrainer(norm, method="soft_backup", model=model, data=data, every=50)

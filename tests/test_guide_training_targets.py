@@ -37,20 +37,20 @@ def test_forward_kl_twisted_guide_meets_log_z_and_khat_targets(grid10):
     # the transition-tilted global maxent distribution with slip 0.1. Trained by the same
     # recipe it gave errors -3.8..+1.0 nats, k-hat 4.0-5.0, ESS 2-7 over 5 banks; even its
     # best member (the exact maximum causal entropy policy) gave -1.1..-1.4, k-hat 3.5-4.2.
-    r = grid10.true_step_rewards()
-    exact = ExactNormalizer(grid10.mdp).log_normalizer(r).item()
+    reward, theta = grid10.reward_model, grid10.true_weights
+    exact = ExactNormalizer(grid10.mdp).log_normalizer(reward, theta).item()
     norm = ImportanceNormalizer(
-        grid10.mdp, TwistedProposal(grid10.mdp), num_samples=1000, khat_policy="ignore", seed=100
+        TwistedProposal(grid10.mdp), num_samples=1000, khat_policy="ignore", seed=100
     )
-    untrained = norm.log_normalizer(r).item()
+    untrained = norm.log_normalizer(reward, theta).item()
     assert norm.diagnostics.khat > 0.7 and untrained - exact < -10
     trainer = GuidePolicyTrainer(
         norm, method="forward_kl", num_steps=400, num_samples=256, learning_rate=0.1, seed=0
     )
-    trainer.train(r)
+    trainer.train(reward, theta)
     for _ in range(5):
         norm.refresh()
-        estimate = norm.log_normalizer(r).item()
+        estimate = norm.log_normalizer(reward, theta).item()
         assert abs(estimate - exact) <= 0.1
         assert norm.diagnostics.khat < 0.7
 
@@ -73,7 +73,7 @@ def test_svi_posterior_with_guide_learned_during_svi(grid10):
     data = exact_model.prepare_data(demos)
     exact = run_svi(exact_model, data, num_steps=1000, num_samples=2000, progress_bar=False)
     norm = ImportanceNormalizer(
-        grid10.mdp, TwistedProposal(grid10.mdp), num_samples=SVI_K, khat_policy="ignore", seed=1
+        TwistedProposal(grid10.mdp), num_samples=SVI_K, khat_policy="ignore", seed=1
     )
     model = DemonstrationModel(grid10.reward_model, norm)
     trainer = GuidePolicyTrainer(

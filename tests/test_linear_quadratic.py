@@ -21,12 +21,14 @@ import pytest
 import torch
 from scipy import integrate
 
-from bayes_irl.inference.normalizers.linear_quadratic import LinearQuadraticNormalizer
+from bayes_irl.inference.normalizers.exact import ExactNormalizer
 from bayes_irl.linear_quadratic import (
     LinearQuadraticMDP,
     TrajectoryGaussian,
+    log_partition,
     sample_demonstrations,
 )
+from bayes_irl.rewards.continuous import QuadraticReward
 
 F64 = torch.float64
 N_SE = 4.0  # Monte-Carlo tolerance in standard errors, see the module docstring
@@ -55,6 +57,15 @@ def _theta(values) -> torch.Tensor:
 
 def _generator(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+def _reward(mdp: LinearQuadraticMDP) -> QuadraticReward:
+    return QuadraticReward(mdp.state_dim, mdp.action_dim)
+
+
+def _log_z(mdp: LinearQuadraticMDP, theta, method: str = "recursion") -> torch.Tensor:
+    """log Z through the normaliser interface: ExactNormalizer(mdp).log_normalizer."""
+    return ExactNormalizer(mdp, method=method).log_normalizer(_reward(mdp), theta)
 
 
 def _scalar_mdp() -> LinearQuadraticMDP:
@@ -131,7 +142,8 @@ def test_features_returns_and_log_base_against_torch_distributions():
     for t in range(3):
         loc = states[:, t] @ mdp.dynamics.T + actions[:, t] @ mdp.control.T
         expected = expected + mvn(loc, mdp.noise_cov).log_prob(states[:, t + 1])
-    torch.testing.assert_close(mdp.log_base(states, actions), expected, rtol=1e-10, atol=1e-10)
+    log_base = mdp.log_base(mdp.flatten(states, actions))
+    torch.testing.assert_close(log_base, expected, rtol=1e-10, atol=1e-10)
 
 
 def test_simulate_shapes_and_dynamics():
@@ -161,10 +173,9 @@ def test_sample_demonstrations_shapes_and_reproducibility():
 @pytest.mark.parametrize("theta", THETAS)
 def test_dense_equals_recursion(horizon, theta):
     mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=horizon)
-    normaliser = LinearQuadraticNormalizer(mdp)
     theta = _theta(theta)
-    recursion = normaliser.log_normalizer(theta)
-    dense = normaliser.log_normalizer(theta, method="dense")
+    recursion = _log_z(mdp, theta)
+    dense = _log_z(mdp, theta, method="dense")
     assert recursion.shape == ()
     torch.testing.assert_close(recursion, dense, rtol=1e-10, atol=1e-10)
 
@@ -173,23 +184,22 @@ def test_dense_equals_recursion(horizon, theta):
 def test_dense_equals_recursion_random_system_batched(horizon):
     mdp = _random_mdp(dx=2, du=1, horizon=horizon, seed=horizon)
     theta = 0.05 + torch.rand(3, 2, 3, generator=_generator(horizon), dtype=F64) * 2.0
-    recursion = LinearQuadraticNormalizer(mdp, method="recursion").log_normalizer(theta)
-    dense = LinearQuadraticNormalizer(mdp, method="dense").log_normalizer(theta)
+    recursion = _log_z(mdp, theta, method="recursion")
+    dense = _log_z(mdp, theta, method="dense")
     assert recursion.shape == (3, 2) and dense.shape == (3, 2)
     torch.testing.assert_close(recursion, dense, rtol=1e-10, atol=1e-10)
     # Batched evaluation agrees with one-at-a-time evaluation.
-    single = LinearQuadraticNormalizer(mdp).log_normalizer(theta[1, 0])
+    single = _log_z(mdp, theta[1, 0])
     torch.testing.assert_close(recursion[1, 0], single, rtol=1e-12, atol=1e-12)
 
 
 def test_dense_equals_recursion_for_indefinite_but_integrable_state_cost():
     # A slightly negative state weight can still leave Lambda positive definite (T = 1).
     mdp = LinearQuadraticMDP.default(horizon=1)
-    normaliser = LinearQuadraticNormalizer(mdp)
     theta = _theta([-1.0, 0.5, 0.3])
     torch.testing.assert_close(
-        normaliser.log_normalizer(theta),
-        normaliser.log_normalizer(theta, method="dense"),
+        _log_z(mdp, theta),
+        _log_z(mdp, theta, method="dense"),
         rtol=1e-10,
         atol=1e-10,
     )
@@ -213,9 +223,8 @@ def test_log_normalizer_against_scipy_quadrature():
     # Standard deviations of all coordinates are < 1, so [-8, 8]^3 holds > 8 sd.
     z, err = integrate.tplquad(integrand, -8, 8, -8, 8, -8, 8, epsabs=1e-10, epsrel=1e-10)
     assert err < 1e-8 * z
-    normaliser = LinearQuadraticNormalizer(mdp)
     for method in ["recursion", "dense"]:
-        log_z = normaliser.log_normalizer(torch.from_numpy(theta), method=method)
+        log_z = _log_z(mdp, torch.from_numpy(theta), method=method)
         assert abs(float(log_z) - math.log(z)) < 1e-6
 
 
@@ -223,7 +232,7 @@ def test_gradient_equals_exact_expected_features():
     # grad log Z = E_P[sum_t phi]; the right side exactly from the Gaussian's moments.
     mdp = _random_mdp(dx=2, du=1, horizon=8, seed=4)
     theta = _theta([[0.8, 1.5, 0.4], [2.0, 0.1, 1.0]]).requires_grad_()
-    log_z = LinearQuadraticNormalizer(mdp).log_normalizer(theta)
+    log_z = _log_z(mdp, theta)
     (grad,) = torch.autograd.grad(log_z.sum(), theta)
     gaussian = mdp.trajectory_gaussian(theta.detach())
     second_moment = gaussian.covariance.diagonal(dim1=-2, dim2=-1) + gaussian.mean.pow(2)
@@ -239,7 +248,7 @@ def test_hessian_recursion_equals_dense():
     theta = _theta([0.8, 1.5, 0.4])
     hessians = [
         torch.autograd.functional.hessian(
-            lambda t, m=method: LinearQuadraticNormalizer(mdp, method=m).log_normalizer(t), theta
+            lambda t, m=method: _log_z(mdp, t, method=m), theta
         )
         for method in ["recursion", "dense"]
     ]
@@ -256,7 +265,7 @@ def test_recursion_float32_matches_float64(noise_std):
     values = []
     for dtype in [torch.float32, F64]:
         mdp = LinearQuadraticMDP.default(horizon=50, noise_std=noise_std, dtype=dtype)
-        values.append(LinearQuadraticNormalizer(mdp).log_normalizer(torch.tensor(theta)))
+        values.append(_log_z(mdp, torch.tensor(theta)))
     assert values[0].dtype == torch.float32
     torch.testing.assert_close(values[0].double(), values[1], rtol=1e-5, atol=1e-5)
 
@@ -266,7 +275,7 @@ def test_gradient_matches_monte_carlo_feature_means(method):
     mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=10)
     theta = _theta([1.0, 0.5, 0.1]).requires_grad_()
     (grad,) = torch.autograd.grad(
-        LinearQuadraticNormalizer(mdp, method=method).log_normalizer(theta), theta
+        _log_z(mdp, theta, method=method), theta
     )
     states, actions = sample_demonstrations(mdp, theta.detach(), 20000, generator=_generator(5))
     feats = mdp.features(states, actions)
@@ -276,12 +285,12 @@ def test_gradient_matches_monte_carlo_feature_means(method):
 
 def test_log_prob_of_exact_samples_matches_negative_entropy():
     mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=10)
-    normaliser = LinearQuadraticNormalizer(mdp)
+    normaliser = ExactNormalizer(mdp)
     theta = _theta([1.0, 0.5, 0.1])
     states, actions = sample_demonstrations(mdp, theta, 20000, generator=_generator(6))
-    log_p = normaliser.log_prob(theta, states, actions)
+    log_p = normaliser.log_likelihood(_reward(mdp), theta, mdp.flatten(states, actions))
     assert log_p.shape == (20000,)
-    gaussian = normaliser.trajectory_distribution(theta)
+    gaussian = mdp.trajectory_gaussian(theta)
     assert isinstance(gaussian, TrajectoryGaussian)
     se = log_p.std() / math.sqrt(log_p.numel())
     assert abs(log_p.mean() + gaussian.entropy()) < N_SE * se
@@ -295,19 +304,20 @@ def test_log_prob_of_exact_samples_matches_negative_entropy():
 
 def test_log_prob_broadcasts_theta_against_trajectories():
     mdp = LinearQuadraticMDP.default(horizon=4)
-    normaliser = LinearQuadraticNormalizer(mdp)
+    normaliser, reward = ExactNormalizer(mdp), _reward(mdp)
     theta = 0.1 + torch.rand(3, 1, 3, generator=_generator(7), dtype=F64)
     states, actions = sample_demonstrations(mdp, theta[0, 0], 5, generator=_generator(7))
-    log_p = normaliser.log_prob(theta, states, actions)
+    z = mdp.flatten(states, actions)
+    log_p = normaliser.log_likelihood(reward, theta, z)
     assert log_p.shape == (3, 5)
     torch.testing.assert_close(
-        log_p[2, 4], normaliser.log_prob(theta[2, 0], states[4], actions[4]), rtol=1e-12, atol=0
+        log_p[2, 4], normaliser.log_likelihood(reward, theta[2, 0], z[4]), rtol=1e-12, atol=0
     )
 
 
 def test_trajectory_distribution_moments():
     mdp = LinearQuadraticMDP.default(horizon=3)
-    gaussian = LinearQuadraticNormalizer(mdp).trajectory_distribution(_theta([[1.0, 0.5, 0.1]]))
+    gaussian = mdp.trajectory_gaussian(_theta([[1.0, 0.5, 0.1]]))
     assert gaussian.mean.shape == (1, mdp.trajectory_dim)
     assert gaussian.precision.shape == (1, mdp.trajectory_dim, mdp.trajectory_dim)
     eye = torch.eye(mdp.trajectory_dim, dtype=F64)
@@ -381,32 +391,41 @@ def test_default_errors(kwargs, match):
     ],
 )
 def test_log_normalizer_errors(method, theta, match):
-    normaliser = LinearQuadraticNormalizer(LinearQuadraticMDP.default(horizon=5))
+    mdp = LinearQuadraticMDP.default(horizon=5)
+    normaliser = ExactNormalizer(mdp, method=method)
     with pytest.raises(ValueError, match=match):
-        normaliser.log_normalizer(_theta(theta), method=method)
+        normaliser.log_normalizer(_reward(mdp), _theta(theta))
+    with pytest.raises(ValueError, match=match):
+        log_partition(mdp, _theta(theta), method=method)
 
 
 def test_other_errors():
     mdp = LinearQuadraticMDP.default(horizon=3)
-    normaliser = LinearQuadraticNormalizer(mdp)
+    normaliser, reward = ExactNormalizer(mdp), _reward(mdp)
     theta = _theta([1.0, 0.5, 0.1])
     states, actions = torch.zeros(4, 4, 2, dtype=F64), torch.zeros(4, 3, 1, dtype=F64)
     with pytest.raises(ValueError, match=r"`method` must be one of"):
-        LinearQuadraticNormalizer(mdp, method="exact")
+        ExactNormalizer(mdp, method="exact")
     with pytest.raises(ValueError, match=r"`method` must be one of"):
-        normaliser.log_normalizer(theta, method="exact")
-    with pytest.raises(ValueError, match=r"`mdp` must be a LinearQuadraticMDP"):
-        LinearQuadraticNormalizer("not an mdp")
+        log_partition(mdp, theta, method="exact")
+    with pytest.raises(ValueError, match=r"space must be a TabularMDP or a LinearQuadraticMDP"):
+        ExactNormalizer("not an mdp")
+    with pytest.raises(ValueError, match=r"reward must be a QuadraticReward .* = \(2, 1\)"):
+        normaliser.log_normalizer(QuadraticReward(3, 1), theta)
+    with pytest.raises(ValueError, match=r"kind must be 'global'"):
+        ExactNormalizer(mdp, kind="causal")
     with pytest.raises(ValueError, match=r"`states` must have shape \(\.\.\., T\+1, dx\)"):
-        normaliser.log_prob(theta, states[:, :3], actions)
+        mdp.flatten(states[:, :3], actions)
+    with pytest.raises(ValueError, match=r"`z` must have shape"):
+        normaliser.log_likelihood(reward, theta, torch.zeros(4, 12, dtype=F64))
     with pytest.raises(ValueError, match=r"`actions` must have shape \(\.\.\., T, du\)"):
         mdp.features(states, torch.zeros(4, 3, 2, dtype=F64))
     with pytest.raises(ValueError, match=r"batch shapes of `states`"):
-        mdp.log_base(states, actions[:3])
+        mdp.flatten(states, actions[:3])
     with pytest.raises(ValueError, match=r"must be finite"):
-        mdp.log_base(torch.full_like(states, float("nan")), actions)
+        mdp.log_base(torch.full((4, mdp.trajectory_dim), float("nan"), dtype=F64))
     with pytest.raises(ValueError, match=r"batch shape of `theta` \(2,\) does not broadcast"):
-        normaliser.log_prob(theta.expand(2, 3), states, actions)
+        normaliser.log_likelihood(reward, theta.expand(2, 3), mdp.flatten(states, actions))
     with pytest.raises(ValueError, match=r"`z` must have shape"):
         mdp.unflatten(torch.zeros(5, dtype=F64))
     with pytest.raises(ValueError, match=r"`num` must be an integer >= 1"):
@@ -417,3 +436,32 @@ def test_other_errors():
         mdp.simulate(lambda t, x: x, 3, _generator(0))
     with pytest.raises(ValueError, match=r"`num` must be an integer >= 1"):
         mdp.simulate(lambda t, x: x[:, :1], 0, _generator(0))
+
+
+def test_given_initial_state_likelihood_and_sampling():
+    # log P(z | x_0) from the recursion's conditional log Z equals the density of the
+    # conditional Gaussian of (u_0, ..., x_T) given x_0 from the dense precision (two
+    # independent computations; float64 identities, rtol 1e-10 as above).
+    from bayes_irl.linear_quadratic.gaussian import conditional_gaussian
+
+    mdp = _random_mdp(dx=2, du=1, horizon=6, seed=11)
+    normaliser, reward = ExactNormalizer(mdp), _reward(mdp)
+    theta = _theta([[0.8, 1.5, 0.4], [2.0, 0.1, 1.0]]).unsqueeze(-2)  # (2, 1, 3)
+    z = normaliser.sample(reward, theta[:, 0], (5,), generator=_generator(12))  # (5, 2, d)
+    assert z.shape == (5, 2, mdp.trajectory_dim)
+    z = z.transpose(0, 1)  # (2, 5, d)
+    log_p = normaliser.log_likelihood(reward, theta, z, given_initial_state=True)
+    assert log_p.shape == (2, 5)
+    dx = mdp.state_dim
+    conditional = conditional_gaussian(mdp.quadratic_form(theta), z[..., :dx], theta, dx)
+    expected = conditional.log_prob(z[..., dx:])
+    torch.testing.assert_close(log_p, expected, rtol=1e-10, atol=1e-10)
+    # the joint likelihood adds log p(x_0 | theta), a normalised density: not the same
+    joint = normaliser.log_likelihood(reward, theta, z)
+    assert not torch.allclose(joint, log_p)
+    contexts = normaliser.sample(
+        reward, theta[:, 0], (3,), given_initial_state=True, generator=_generator(13)
+    )
+    assert contexts.shape == (3, 2, mdp.trajectory_dim)
+    assert torch.isfinite(normaliser.log_likelihood(reward, theta, contexts.transpose(0, 1),
+                                                    given_initial_state=True)).all()

@@ -26,8 +26,7 @@ def _importance_reference(world, norm, data, proposal_draws):
     mu, cov = proposal_draws.mean(0), torch.cov(proposal_draws.T)
     proposal = torch.distributions.MultivariateNormal(mu, 2.0 * cov)
     theta = proposal.sample((10_000,))
-    rewards = world.reward_model.step_rewards(theta)
-    log_lik = MaxEntTrajectory(rewards.unsqueeze(-3), norm).log_prob(data).sum(-1)
+    log_lik = MaxEntTrajectory(theta.unsqueeze(-2), world.reward_model, norm).log_prob(data).sum(-1)
     prior = torch.distributions.Normal(0.0, 1.0).log_prob(theta).sum(-1)
     weights = torch.softmax(prior + log_lik - proposal.log_prob(theta), 0)
     assert 1.0 / (weights**2).sum() > 2000  # the reference itself is precise

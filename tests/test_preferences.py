@@ -8,25 +8,31 @@ import pytest
 import torch
 from scipy.stats import chi2
 
-from bayes_irl import GridWorld
+from bayes_irl import GridWorld, TabularReward
+from bayes_irl.choice_sets import choice_set_mdp
 from bayes_irl.inference import ExactNormalizer, fit
-from bayes_irl.models import DemonstrationModel, MaxEntTrajectory
-from bayes_irl.models.preferences import (
+from bayes_irl.models import (
     TIE,
     BradleyTerry,
     CombinedModel,
+    DemonstrationModel,
+    MaxEntTrajectory,
     PairwiseComparisons,
     PlackettLuce,
     PreferenceModel,
     Rankings,
-    choice_set_mdp,
     simulate_comparisons,
     simulate_rankings,
-    trajectory_returns,
 )
 from bayes_irl.soft_bellman import sample_maxent_trajectories
 
 ATOL = 1e-12  # identities between exact float64 computations
+
+
+def _returns(reward, theta, trajectories):
+    """R_theta of trajectories (m, T + 1, 2) by the reward's returns, shape theta_batch + (m,)."""
+    states, actions = trajectories[..., 0], trajectories[..., :-1, 1]
+    return reward.returns(theta.unsqueeze(-2), states, actions)
 
 
 def _utilities(*shape, seed=0):
@@ -111,7 +117,9 @@ def test_plackett_luce_normalised_and_is_sequential_maxent_choice():
         r = torch.zeros(2, len(remaining), dtype=torch.float64)
         r[0] = beta * u[0, remaining]
         choice = torch.tensor([[0, remaining.index(item)], [1, -1]])
-        total = total + MaxEntTrajectory(r, ExactNormalizer(mdp)).log_prob(choice)
+        reward = TabularReward(2, len(remaining), per_action=True)
+        maxent = MaxEntTrajectory(r.reshape(-1), reward, ExactNormalizer(mdp))
+        total = total + maxent.log_prob(choice)
         remaining.remove(item)
     torch.testing.assert_close(lp[7, 0], total, atol=ATOL, rtol=0)
     # two items: Plackett-Luce is Bradley-Terry
@@ -159,7 +167,7 @@ def test_returns_match_feature_counts(world, pool):
     from bayes_irl import TrajectoryBatch
 
     theta = _utilities(5, 4, seed=6)
-    returns = trajectory_returns(world.reward_model.step_rewards(theta), pool)  # (5, m)
+    returns = _returns(world.reward_model, theta, pool)  # (5, m)
     counts = TrajectoryBatch.from_tensor(pool).feature_counts(world.mdp)  # (m, K)
     torch.testing.assert_close(returns, theta @ counts.T, atol=1e-12, rtol=0)
 
@@ -178,7 +186,7 @@ def test_pairwise_model_log_likelihood_and_arviz(world, pool):
                                   np.asarray(data.outcomes))
     # ArviZ's pointwise values equal a direct Bradley-Terry evaluation for draw 3
     theta = post.samples["weights"][0, 3]
-    returns = trajectory_returns(world.reward_model.step_rewards(theta), pool)
+    returns = _returns(world.reward_model, theta, pool)
     direct = BradleyTerry(returns[data.first], returns[data.second], beta=0.7).log_prob(
         data.outcomes)
     np.testing.assert_allclose(idata.log_likelihood["preferences"].values[0, 3], direct.numpy(),
@@ -199,8 +207,8 @@ def test_mdp_model_trajectory_data_and_rankings(world, pool):
     ranking_model = PreferenceModel(world.reward_model, pool, likelihood="plackett_luce")
     rankings = simulate_rankings(ranking_model, world.true_weights, 12, set_size=4, seed=0)
     prepared = ranking_model.prepare_data(rankings)
-    ll = ranking_model.log_likelihood(world.true_step_rewards(), prepared)
-    direct = PlackettLuce(trajectory_returns(world.true_step_rewards(), pool)[
+    ll = ranking_model.log_likelihood(world.true_weights, prepared)
+    direct = PlackettLuce(_returns(world.reward_model, world.true_weights, pool)[
         torch.as_tensor(rankings.rankings)], beta=1.0).log_prob(torch.arange(4))
     torch.testing.assert_close(ll, direct, atol=1e-12, rtol=0)
     idata = fit(ranking_model, rankings, method="svi", num_steps=20, num_samples=10,
@@ -296,9 +304,9 @@ def test_rankings_given_as_trajectories(world, pool):
     # the stored order ranks items best first: it reproduces the given trajectories
     ranked_items = prepared.items[prepared.choice_sets.gather(-1, prepared.orders)]
     assert torch.equal(ranked_items, torch.as_tensor(rankings.rankings))
-    ll = model.log_likelihood(world.true_step_rewards(), prepared)
-    returns = trajectory_returns(world.true_step_rewards(), torch.as_tensor(rankings.rankings)
-                                 .reshape(18, 7, 2)).reshape(6, 3)
+    ll = model.log_likelihood(world.true_weights, prepared)
+    returns = _returns(world.reward_model, world.true_weights,
+                       torch.as_tensor(rankings.rankings).reshape(18, 7, 2)).reshape(6, 3)
     direct = PlackettLuce(returns, beta=0.5).log_prob(torch.arange(3))
     torch.testing.assert_close(ll, direct, atol=1e-12, rtol=0)
 

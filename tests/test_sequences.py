@@ -7,9 +7,10 @@ force sum over all sequences), so the tolerance is 1e-10: only rounding separate
 import pytest
 import torch
 
+from bayes_irl import TabularReward
+from bayes_irl.choice_sets import choice_set_mdp
 from bayes_irl.inference import ExactNormalizer
-from bayes_irl.models import MaxEntTrajectory
-from bayes_irl.models.preferences import BradleyTerry, choice_set_mdp, trajectory_returns
+from bayes_irl.models import BradleyTerry, MaxEntTrajectory
 from bayes_irl.sequences import (
     EOS,
     TokenSequenceEnv,
@@ -18,8 +19,22 @@ from bayes_irl.sequences import (
     policy_log_prob,
     rlhf_policy,
 )
+from bayes_irl.soft_bellman import soft_values
+from bayes_irl.trajectories import trajectory_returns as _core_returns
 
 ATOL = 1e-10  # exact vs exact in float64
+
+
+def trajectory_returns(r, xs):
+    """R(x) = sum_t r[s_t, a_t] of trajectories xs (..., T + 1, 2) by the core function."""
+    return _core_returns(r, xs[..., 0], xs[..., :-1, 1])
+
+
+def _per_action(r):
+    """An arbitrary step table r (..., S, A) as (TabularReward, theta (..., S * A))."""
+    num_states, num_actions = r.shape[-2:]
+    reward = TabularReward(num_states, num_actions, per_action=True)
+    return reward, r.reshape(*r.shape[:-2], num_states * num_actions)
 
 
 @pytest.fixture(scope="module")
@@ -53,7 +68,7 @@ def test_enumeration_covers_all_responses(env):
 def test_dp_log_normalizer_equals_enumeration(env, kind, beta):
     r = _rewards(env, kind) / beta
     norm = ExactNormalizer(env.mdp)
-    values = norm.soft_values(r)
+    values = soft_values(env.mdp, r)
     per_context = []
     for y in range(env.num_contexts):
         xs = env.enumerate_responses(y)
@@ -63,7 +78,8 @@ def test_dp_log_normalizer_equals_enumeration(env, kind, beta):
     # global log Z: contexts uniform under p0
     brute_global = torch.logsumexp(torch.stack(per_context), 0) - torch.log(
         torch.tensor(float(env.num_contexts), dtype=torch.float64))
-    torch.testing.assert_close(norm.log_normalizer(r), brute_global, atol=ATOL, rtol=0)
+    torch.testing.assert_close(norm.log_normalizer(*_per_action(r)), brute_global, atol=ATOL,
+                               rtol=0)
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
@@ -71,7 +87,8 @@ def test_dp_log_normalizer_equals_enumeration(env, kind, beta):
 def test_rlhf_optimal_policy_is_maxent_distribution(env, kind, beta):
     r = _rewards(env, kind)
     log_pi = rlhf_policy(env.mdp, r, beta=beta)  # (T, S, A)
-    maxent = MaxEntTrajectory(r / beta, ExactNormalizer(env.mdp), given_initial_state=True)
+    reward, theta = _per_action(r / beta)
+    maxent = MaxEntTrajectory(theta, reward, ExactNormalizer(env.mdp), given_initial_state=True)
     for y in range(env.num_contexts):
         xs = env.enumerate_responses(y)
         unnorm = env.reference_log_prob(xs) + trajectory_returns(r, xs) / beta
@@ -121,7 +138,8 @@ def test_bradley_terry_is_maxent_on_two_element_choice_set(env, beta):
     mdp = choice_set_mdp(2)
     choice_rewards = torch.zeros(len(pairs), 2, 2, dtype=torch.float64)
     choice_rewards[:, 0, 0], choice_rewards[:, 0, 1] = beta * r1, beta * r2
-    maxent = MaxEntTrajectory(choice_rewards, ExactNormalizer(mdp))
+    reward, theta = _per_action(choice_rewards)
+    maxent = MaxEntTrajectory(theta, reward, ExactNormalizer(mdp))
     for outcome, chosen in ((1.0, 0), (0.0, 1)):
         x = torch.tensor([[0, chosen], [1, -1]]).expand(len(pairs), 2, 2)
         bt_lp = bt.log_prob(torch.full((len(pairs),), outcome, dtype=torch.float64))
@@ -145,7 +163,7 @@ def test_maxent_samples_are_valid_responses(env):
 
 
 def test_errors(env):
-    with pytest.raises(ValueError, match="vocab_size must be an int >= 2"):
+    with pytest.raises(ValueError, match="vocab_size must be an integer >= 2"):
         TokenSequenceEnv.create(vocab_size=1)
     with pytest.raises(ValueError, match="concentration must be > 0"):
         TokenSequenceEnv.create(concentration=0.0)
@@ -196,12 +214,12 @@ def test_guide_policy_trained_by_importance_normaliser_is_the_rlhf_policy(env, s
     # start at pi_ref (the RLHF initialisation; -inf logits stay -inf: zero gradient)
     logits = env.mdp.action_log_base.expand(env.max_length, -1, -1)
     policy = TabularPolicy.for_mdp(env.mdp, logits=logits)
-    norm = ImportanceNormalizer(env.mdp, PolicyProposal(env.mdp, policy), num_samples=500,
-                                seed=seed, khat_policy="ignore")
+    norm = ImportanceNormalizer(PolicyProposal(env.mdp, policy), num_samples=500, seed=seed,
+                                khat_policy="ignore")
     before = kl_to_target(policy.log_probs().detach())
     trainer = GuidePolicyTrainer(norm, method="reverse_kl", num_steps=300, num_samples=256,
                                  learning_rate=0.05, seed=seed)
-    trainer.train(r / beta)
+    trainer.train(*_per_action(r / beta))
     after = kl_to_target(policy.log_probs().detach())
     # measured: 8.3 nats at pi_ref, 0.016-0.028 after 300 REINFORCE steps (seeds 0-2); the
     # remainder is the stochastic-gradient noise floor at this step size, so 0.1 is the bound

@@ -20,7 +20,7 @@ def test_smc_is_unbiased_for_z(tiny):
     # 300 independent sweeps (K = 50, resampling whenever ESS < K/2): the mean of
     # Z_hat / Z must be 1 within 4 standard errors of that mean (unbiasedness of SMC).
     r = tiny.true_step_rewards()
-    exact = ExactNormalizer(tiny.mdp).log_normalizer(r)
+    exact = ExactNormalizer(tiny.mdp).log_normalizer(tiny.reward_model, tiny.true_weights)
     g = torch.Generator().manual_seed(0)
     ratios = torch.stack([
         (smc_log_normalizer(PolicyProposal(tiny.mdp), r, 50, generator=g)[0] - exact).exp()
@@ -33,13 +33,14 @@ def test_smc_is_unbiased_for_z(tiny):
 
 def test_smc_with_exact_twist_is_exact(tiny):
     r = tiny.true_step_rewards()
-    exact = ExactNormalizer(tiny.mdp).log_normalizer(r)
+    exact = ExactNormalizer(tiny.mdp).log_normalizer(tiny.reward_model, tiny.true_weights)
     proposal = TwistedProposal(tiny.mdp).soft_backup_(r)
-    norm = SMCNormalizer(tiny.mdp, proposal, num_particles=64, reference_rewards=r)
+    reward, theta = tiny.reward_model, tiny.true_weights
+    norm = SMCNormalizer(proposal, num_particles=64, reward=reward, theta=theta)
     # every incremental weight is 1, so log Z_hat = log Z to rounding
     assert norm.reference_log_z == pytest.approx(exact.item(), abs=1e-10)
     assert norm.num_resamples == 0
-    torch.testing.assert_close(norm.log_normalizer(r), exact, rtol=0, atol=1e-10)
+    torch.testing.assert_close(norm.log_normalizer(reward, theta), exact, rtol=0, atol=1e-10)
 
 
 def test_smc_reweighting_matches_exact_nearby_and_is_batched(tiny):
@@ -47,40 +48,45 @@ def test_smc_reweighting_matches_exact_nearby_and_is_batched(tiny):
     # twisted kernel reweighted by a small reward change has s.e. ~0.01 nats; allow 0.05.
     r = tiny.true_step_rewards()
     proposal = TwistedProposal(tiny.mdp).soft_backup_(r)
-    norm = SMCNormalizer(tiny.mdp, proposal, num_particles=4000, reference_rewards=r,
+    reward = tiny.reward_model
+    norm = SMCNormalizer(proposal, num_particles=4000, reward=reward, theta=tiny.true_weights,
                          seed=1)
     thetas = tiny.true_weights + torch.tensor([[0.1, -0.1], [0.05, 0.0]], dtype=torch.float64)
-    rewards = tiny.reward_model.step_rewards(thetas)
-    est = norm.log_normalizer(rewards)
-    exact = ExactNormalizer(tiny.mdp).log_normalizer(rewards)
+    est = norm.log_normalizer(reward, thetas)
+    exact = ExactNormalizer(tiny.mdp).log_normalizer(reward, thetas)
     assert est.shape == (2,)
     assert (est - exact).abs().max() < 0.05
     assert norm.diagnostics is None  # batched calls do not diagnose
-    norm.log_normalizer(rewards[0])
+    norm.log_normalizer(reward, thetas[0])
     assert norm.diagnostics.khat < 0.7
 
 
 def test_refresh_sets_new_reference(tiny):
-    norm = SMCNormalizer(tiny.mdp, num_particles=100)
-    r = tiny.true_step_rewards()
-    assert norm.refresh(r) is norm
+    norm = SMCNormalizer(PolicyProposal(tiny.mdp), num_particles=100)
+    assert norm.refresh(tiny.reward_model, tiny.true_weights) is norm
     assert len(norm.ess_history) == tiny.mdp.horizon
     assert 1 <= norm.num_unique_paths <= 100
 
 
 def test_smc_errors(tiny):
+    proposal = PolicyProposal(tiny.mdp)
     with pytest.raises(ValueError, match="num_particles"):
-        SMCNormalizer(tiny.mdp, num_particles=1)
+        SMCNormalizer(proposal, num_particles=1)
     with pytest.raises(ValueError, match="ess_threshold"):
-        SMCNormalizer(tiny.mdp, num_particles=10, ess_threshold=1.5)
+        SMCNormalizer(proposal, num_particles=10, ess_threshold=1.5)
     with pytest.raises(ValueError, match="twist"):
-        SMCNormalizer(tiny.mdp, num_particles=10, twist="yes")
+        SMCNormalizer(proposal, num_particles=10, twist="yes")
     with pytest.raises(ValueError, match="twist must have shape"):
-        SMCNormalizer(tiny.mdp, num_particles=10, twist=torch.zeros(3, 9))
-    norm = SMCNormalizer(tiny.mdp, num_particles=10)
-    bad = tiny.true_step_rewards().clone()
-    bad[0, 0] = math.nan
+        SMCNormalizer(proposal, num_particles=10, twist=torch.zeros(3, 9))
+    with pytest.raises(ValueError, match="proposal must be a tabular Proposal"):
+        SMCNormalizer(tiny.mdp, num_particles=10)
+    norm = SMCNormalizer(proposal, num_particles=10)
+    reward = tiny.reward_model
+    bad = tiny.true_weights.clone()
+    bad[0] = math.nan
     with pytest.raises(ValueError, match="NaN"):
-        norm.log_normalizer(bad)
-    with pytest.raises(ValueError, match="step_rewards must have shape"):
-        norm.refresh(bad[:4])
+        norm.log_normalizer(reward, bad)
+    with pytest.raises(ValueError, match="theta must have shape"):
+        norm.refresh(reward, torch.zeros(4, dtype=torch.float64))
+    with pytest.raises(ValueError, match=r"theta must have shape \(D,\)"):
+        norm.refresh(reward, torch.zeros(3, 2, dtype=torch.float64))

@@ -9,9 +9,10 @@ A time-dependent Gaussian policy
 
 is a proposal over trajectories when it is run through a simulator:
 :math:`q(z) = p(x_0) \prod_t \pi_t(u_t \mid x_t)\, p(x_{t+1} \mid x_t, u_t)`. Only the
-policy factor :math:`\sum_t \log \pi_t(u_t \mid x_t)` (:meth:`GaussianPolicy.trajectory_log_prob`)
+policy factor :math:`\sum_t \log \pi_t(u_t \mid x_t)` (:meth:`GaussianPolicy.log_prob`)
 enters the importance weights; the dynamics cancel (see
-:mod:`bayes_irl.inference.normalizers.simulator`).
+:mod:`bayes_irl.inference.normalizers.simulator_proposal`). The interface is
+:class:`bayes_irl.policies.base.Policy`.
 
 Two parameterisations:
 
@@ -20,9 +21,10 @@ Two parameterisations:
   problem, whose conditional :math:`P(u_t \mid x_t)` is linear-Gaussian);
 * :class:`GaussianMLPPolicy`: :math:`(\mu_t(x), \log\sigma_t(x)) = \mathrm{MLP}(t / T, x)`.
 
-Shapes: ``x[..., dx]`` -> ``u[..., du]``; ``log_prob`` returns ``x.shape[:-1]`` (summed
-over action coordinates); trajectories are ``states[..., T+1, dx]``,
-``actions[..., T, du]``. All sampling takes an explicit ``torch.Generator``.
+Shapes: ``x[..., dx]`` -> ``u[..., du]``; ``action_log_prob(t, x, u)`` returns
+``x.shape[:-1]`` (summed over action coordinates); trajectories are ``states[..., T+1, dx]``,
+``actions[..., T, du]``, and ``log_prob(states, actions)`` returns their batch shape.
+All sampling takes an explicit ``torch.Generator``.
 
 Examples:
     >>> import torch
@@ -30,36 +32,26 @@ Examples:
     >>> g = torch.Generator().manual_seed(0)
     >>> x = torch.zeros(4, 2, dtype=torch.float64)
     >>> u = policy.sample(0, x, generator=g)
-    >>> u.shape, policy.log_prob(0, x, u).shape
+    >>> u.shape, policy.action_log_prob(0, x, u).shape
     (torch.Size([4, 1]), torch.Size([4]))
 """
 
 from __future__ import annotations
 
 import math
-import operator
 
 import torch
 from torch import Tensor, nn
+
+from bayes_irl.policies.base import Policy
+from bayes_irl.validation import positive_int
 
 __all__ = ["GaussianPolicy", "LinearGaussianPolicy", "GaussianMLPPolicy"]
 
 _LOG_2PI = math.log(2.0 * math.pi)
 
 
-def _positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool):
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}")
-    try:
-        value = operator.index(value)
-    except TypeError as error:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value!r}") from error
-    if value < minimum:
-        raise ValueError(f"`{name}` must be an integer >= {minimum}; got {value}")
-    return value
-
-
-class GaussianPolicy(nn.Module):
+class GaussianPolicy(Policy):
     """Base class: a time-dependent diagonal-Gaussian policy ``pi_t(u | x)``.
 
     Subclasses implement :meth:`mean_log_std`. Parameters are torch ``Parameter`` objects
@@ -79,9 +71,9 @@ class GaussianPolicy(nn.Module):
         self, *, horizon: int, state_dim: int, action_dim: int, dtype: torch.dtype
     ) -> None:
         super().__init__()
-        self.horizon = _positive_int(horizon, "horizon")
-        self.state_dim = _positive_int(state_dim, "state_dim")
-        self.action_dim = _positive_int(action_dim, "action_dim")
+        self.horizon = positive_int(horizon, "horizon")
+        self.state_dim = positive_int(state_dim, "state_dim")
+        self.action_dim = positive_int(action_dim, "action_dim")
         if not isinstance(dtype, torch.dtype) or not dtype.is_floating_point:
             raise ValueError(f"`dtype` must be a floating-point torch.dtype; got {dtype!r}")
         self.dtype = dtype
@@ -114,7 +106,7 @@ class GaussianPolicy(nn.Module):
         return x
 
     # ------------------------------------------------------------------ API
-    def log_prob(self, t: int, x: Tensor, u: Tensor) -> Tensor:
+    def action_log_prob(self, t: int, x: Tensor, u: Tensor) -> Tensor:
         """``log pi_t(u | x)`` summed over action coordinates.
 
         Args:
@@ -169,21 +161,23 @@ class GaussianPolicy(nn.Module):
         with torch.no_grad():
             return self.rsample(t, x, generator=generator)
 
-    def trajectory_log_prob(self, states: Tensor, actions: Tensor) -> Tensor:
-        """``sum_{t<T} log pi_t(u_t | x_t)`` (the policy part of ``log q(z)``).
+    def step_log_prob(self, states: Tensor, actions: Tensor) -> Tensor:
+        """``log pi_t(u_t | x_t)`` per step (the policy part of ``log q(z)``).
+
+        :meth:`log_prob` (inherited) sums it over t: ``sum_{t<T} log pi_t(u_t | x_t)``.
 
         Args:
-            states: shape ``(..., T+1, dx)`` (``x_T`` is not used).
+            states: shape ``(..., T+1, dx)`` (``x_T`` is not used) or ``(..., T, dx)``.
             actions: shape ``(..., T, du)``.
 
         Returns:
-            Shape ``broadcast(states.shape[:-2], actions.shape[:-2])``.
+            Shape ``broadcast(states.shape[:-2], actions.shape[:-2]) + (T,)``.
 
         Raises:
             ValueError: for wrong shapes.
         """
         T = self.horizon
-        if states.ndim < 2 or states.shape[-2] != T + 1:
+        if states.ndim < 2 or states.shape[-2] not in (T, T + 1):
             raise ValueError(
                 f"`states` must have shape (..., T+1, dx) = (..., {T + 1}, {self.state_dim}); "
                 f"got {tuple(states.shape)}"
@@ -193,7 +187,10 @@ class GaussianPolicy(nn.Module):
                 f"`actions` must have shape (..., T, du) = (..., {T}, {self.action_dim}); "
                 f"got {tuple(actions.shape)}"
             )
-        return sum(self.log_prob(t, states[..., t, :], actions[..., t, :]) for t in range(T))
+        return torch.stack(
+            [self.action_log_prob(t, states[..., t, :], actions[..., t, :]) for t in range(T)],
+            dim=-1,
+        )
 
 
 class LinearGaussianPolicy(GaussianPolicy):
@@ -276,7 +273,7 @@ class GaussianMLPPolicy(GaussianPolicy):
         super().__init__(horizon=horizon, state_dim=state_dim, action_dim=action_dim, dtype=dtype)
         if not (math.isfinite(init_std) and init_std > 0):
             raise ValueError(f"`init_std` must be a finite positive number; got {init_std!r}")
-        widths = [_positive_int(h, "hidden") for h in hidden]
+        widths = [positive_int(h, "hidden") for h in hidden]
         if not widths:
             raise ValueError("`hidden` must list at least one layer width")
         self.min_log_std, self.max_log_std = float(min_log_std), float(max_log_std)

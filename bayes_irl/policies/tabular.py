@@ -9,8 +9,9 @@ importance-sampling estimate of Z (see :mod:`bayes_irl.inference.normalizers.imp
 density over a trajectory is the sum of the per-step log-probabilities, and its entropy
 per (t, s) is H_t(s) = -sum_a pi_t(a | s) log pi_t(a | s).
 
-Trajectory tensors follow :mod:`bayes_irl.trajectories`: states (..., T) and actions
-(..., T) of the first T steps, ``-1`` marks an unobserved step (it contributes zero).
+Trajectory tensors follow :mod:`bayes_irl.trajectories`: states (..., T + 1) (or the
+first T, (..., T)) and actions (..., T), ``-1`` marks an unobserved step (it contributes
+zero). The interface is :class:`bayes_irl.policies.base.Policy`.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from bayes_irl.policies.base import Policy
+from bayes_irl.validation import positive_int
+
 __all__ = ["TabularPolicy"]
 
 
-class TabularPolicy(nn.Module):
+class TabularPolicy(Policy):
     """Time-dependent tabular softmax policy ``pi_t(a | s)`` with logits of shape (T, S, A).
 
     Args:
@@ -55,11 +59,11 @@ class TabularPolicy(nn.Module):
         device: str | torch.device | None = None,
     ) -> None:
         super().__init__()
-        for name, value in (("num_states", num_states), ("num_actions", num_actions),
-                            ("horizon", horizon)):
-            if isinstance(value, bool) or int(value) != value or int(value) < 1:
-                raise ValueError(f"{name} must be an int >= 1; got {value!r}")
-        shape = (int(horizon), int(num_states), int(num_actions))
+        shape = (
+            positive_int(horizon, "horizon"),
+            positive_int(num_states, "num_states"),
+            positive_int(num_actions, "num_actions"),
+        )
         if logits is None:
             init = torch.zeros(shape, dtype=dtype, device=device)
         else:
@@ -103,23 +107,24 @@ class TabularPolicy(nn.Module):
         """Return ``log pi_t(a_t | s_t)`` per step, shape (..., T); 0 where ``actions < 0``.
 
         Args:
-            states: int tensor (..., T) of s_t (the first T states of a trajectory).
+            states: int tensor (..., T + 1) of s_t (``s_T`` unused) or its first T, (..., T).
             actions: int tensor (..., T) of a_t, ``-1`` for unobserved steps.
+
+        Raises:
+            ValueError: if the shapes are not (..., T [+ 1]) and (..., T).
         """
         horizon = self.horizon
+        if states.dim() >= 1 and states.shape[-1] == horizon + 1:
+            states = states[..., :horizon]
         if states.shape[-1:] != (horizon,) or actions.shape != states.shape:
             raise ValueError(
-                f"states and actions must both have shape (..., T) = (..., {horizon}); got "
-                f"{tuple(states.shape)} and {tuple(actions.shape)}"
+                f"states and actions must have shapes (..., T [+ 1]) and (..., T) with T = "
+                f"{horizon}; got {tuple(states.shape)} and {tuple(actions.shape)}"
             )
         observed = actions >= 0
         steps = torch.arange(horizon, device=states.device).expand_as(states)
         lp = self.log_probs()[steps, states.clamp(min=0), actions.clamp(min=0)]
         return torch.where(observed, lp, torch.zeros_like(lp))
-
-    def log_prob(self, states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
-        """Return ``sum_t log pi_t(a_t | s_t)``, shape (...) (see :meth:`step_log_prob`)."""
-        return self.step_log_prob(states, actions).sum(-1)
 
     def sample(
         self, t: int, states: torch.Tensor, *, generator: torch.Generator | None = None

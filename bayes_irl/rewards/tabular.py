@@ -1,14 +1,11 @@
-"""Reward models with priors: linear in features, tabular, and a small MLP.
+"""Reward models of tabular MDPs with priors: linear in features, tabular, and a small MLP.
 
-Every reward model maps a flat parameter vector theta (shape (..., D), any leading batch
-dimensions) to a table of step rewards r[..., s, a] (shape (..., S, A)); the model's
-``forward`` draws theta from its prior inside a ``pyro.plate`` over the D parameters.
-
-Why a plate and not ``.to_event(1)``: with theta's D coordinates in a plate, Pyro's
-vectorised ``Predictive`` (and ArviZ's log-likelihood computation) place posterior draws in
-a batch dimension to the left of that plate, and every downstream tensor broadcasts
-cleanly; with ``to_event`` the vectorised trace mis-shapes the demonstrations plate and the
-log_likelihood group is silently lost (measured in the prototype, see DESIGN.md).
+Every tabular reward model maps a flat parameter vector theta (shape (..., D), any leading
+batch dimensions) to a table of step rewards ``r[..., s, a]`` (shape (..., S, A)) with
+:meth:`~TabularRewardModel.step_rewards`; the return of a trajectory is
+``R(x) = sum_{t<L} r[s_t, a_t]`` (:func:`bayes_irl.trajectories.trajectory_returns`).
+Calling a model draws theta from its prior inside a ``pyro.plate`` over the D parameters
+and returns theta (see :mod:`bayes_irl.rewards.base`).
 
 Identifiability: under the global maxent model with a fixed horizon, adding a constant c
 to every step reward multiplies every exp R(x) by exp(c T), which cancels in Z. A linear
@@ -18,79 +15,46 @@ visited state-actions; :func:`check_identifiable` tests the rank condition.
 
 from __future__ import annotations
 
-import pyro
 import pyro.distributions as dist
 import torch
-from pyro.nn import PyroModule
 
-__all__ = ["RewardModel", "LinearReward", "TabularReward", "MLPReward", "check_identifiable"]
+from bayes_irl.rewards.base import RewardModel, standard_normal_prior
+from bayes_irl.trajectories import trajectory_returns
+from bayes_irl.validation import positive_int
 
+__all__ = [
+    "LinearReward",
+    "MLPReward",
+    "TabularReward",
+    "TabularRewardModel",
+    "check_identifiable",
+]
 
-def standard_normal_prior(
-    dtype: torch.dtype = torch.float64, device: str | torch.device | None = None
-) -> dist.Normal:
-    """The default prior: Normal(0, 1) per parameter, on the reward's dtype and device."""
-    return dist.Normal(
-        torch.tensor(0.0, dtype=dtype, device=device), torch.tensor(1.0, dtype=dtype, device=device)
-    )
+class TabularRewardModel(RewardModel):
+    """Base of the tabular rewards: theta (..., D) -> step rewards r[..., s, a].
 
-
-def _validate_prior(prior: dist.Distribution, num_params: int, name: str) -> dist.Distribution:
-    if not isinstance(prior, torch.distributions.Distribution):
-        raise ValueError(f"{name} must be a univariate torch/pyro Distribution; got {prior!r}")
-    if prior.event_shape != ():
-        raise ValueError(
-            f"{name} must be univariate (event_shape ()), one value per parameter; got "
-            f"event_shape {tuple(prior.event_shape)}. Use e.g. dist.Normal(0., 1.) or "
-            f"dist.Normal(torch.zeros({num_params}), scales)"
-        )
-    if prior.batch_shape not in ((), (num_params,)):
-        raise ValueError(
-            f"{name} must have batch_shape () or ({num_params},); got {tuple(prior.batch_shape)}"
-        )
-    return prior.expand((num_params,))
-
-
-class RewardModel(PyroModule):
-    """Base class: a prior over theta (D,) and a map theta -> step rewards r[s, a].
-
-    Subclasses set ``num_params``, ``param_names`` and implement :meth:`step_rewards`.
-
-    Attributes:
-        site_name: name of the Pyro sample site of theta.
-        dim_name: name of theta's plate (and of its ArviZ dimension).
+    Subclasses implement :meth:`step_rewards`; :meth:`returns` sums the step table along
+    the trajectories without copying it per trajectory.
     """
-
-    site_name = "theta"
-    dim_name = "param"
-
-    def __init__(self, *, prior: dist.Distribution | None, num_params: int, name: str = "") -> None:
-        super().__init__(name)
-        self.num_params = int(num_params)
-        if prior is None:
-            prior = standard_normal_prior(torch.get_default_dtype())
-        self.prior = _validate_prior(prior, self.num_params, "prior")
-
-    @property
-    def param_names(self) -> list[str]:
-        """Names of the D parameters (ArviZ coordinates)."""
-        return [f"{self.site_name}_{i}" for i in range(self.num_params)]
 
     def step_rewards(self, theta: torch.Tensor) -> torch.Tensor:
         """Map theta of shape (..., D) to step rewards of shape (..., S, A)."""
         raise NotImplementedError
 
-    def _check_theta(self, theta: torch.Tensor) -> None:
-        if theta.shape[-1:] != (self.num_params,):
-            raise ValueError(
-                f"theta must have shape (..., {self.num_params}); got {tuple(theta.shape)}"
-            )
+    def returns(
+        self, theta: torch.Tensor, states: torch.Tensor, actions: torch.Tensor
+    ) -> torch.Tensor:
+        """``R_theta(x) = sum_{t<L} r_theta[s_t, a_t]``, -1 actions contribute zero.
 
-    def forward(self) -> torch.Tensor:
-        """Sample theta from the prior (in plate ``dim_name``) and return r, (..., S, A)."""
-        with pyro.plate(self.dim_name, self.num_params, dim=-1):
-            theta = pyro.sample(self.site_name, self.prior)
-        return self.step_rewards(theta)
+        Args:
+            theta: shape ``theta_batch + (D,)``.
+            states: int ``traj_batch + (T + 1,)`` (or ``(T,)``).
+            actions: int ``traj_batch + (T,)``, -1 where unobserved.
+
+        Returns:
+            Shape ``broadcast(theta_batch, traj_batch)``.
+        """
+        return trajectory_returns(self.step_rewards(theta), states, actions)
 
 
 def _state_action_features(features: torch.Tensor, num_actions: int | None) -> torch.Tensor:
@@ -105,7 +69,7 @@ def _state_action_features(features: torch.Tensor, num_actions: int | None) -> t
     return features
 
 
-class LinearReward(RewardModel):
+class LinearReward(TabularRewardModel):
     """Linear reward r(s, a) = theta . phi(s, a) with an independent prior per weight.
 
     Args:
@@ -150,11 +114,11 @@ class LinearReward(RewardModel):
 
     def step_rewards(self, theta: torch.Tensor) -> torch.Tensor:
         """Return ``r[..., s, a] = sum_k theta[..., k] phi[s, a, k]``, shape (..., S, A)."""
-        self._check_theta(theta)
+        self._check_shape(theta)
         return torch.einsum("...k,sak->...sa", theta.to(self.features.dtype), self.features)
 
 
-class TabularReward(RewardModel):
+class TabularReward(TabularRewardModel):
     """One reward per state (or per state-action), each with its own prior.
 
     Not identified along the constant direction under the global model (see module
@@ -182,6 +146,8 @@ class TabularReward(RewardModel):
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
     ) -> None:
+        num_states = positive_int(num_states, "num_states")
+        num_actions = positive_int(num_actions, "num_actions")
         if prior is None:
             prior = standard_normal_prior(dtype, device)
         super().__init__(prior=prior, num_params=num_states * (num_actions if per_action else 1))
@@ -197,13 +163,13 @@ class TabularReward(RewardModel):
 
     def step_rewards(self, theta: torch.Tensor) -> torch.Tensor:
         """Return r of shape (..., S, A)."""
-        self._check_theta(theta)
+        self._check_shape(theta)
         if self.per_action:
             return theta.reshape(*theta.shape[:-1], self.num_states, self.num_actions)
         return theta.unsqueeze(-1).expand(*theta.shape, self.num_actions)
 
 
-class MLPReward(RewardModel):
+class MLPReward(TabularRewardModel):
     """Bayesian neural reward: r(s, a) = w2 . tanh(W1^T phi(s, a) + b1).
 
     All D = K·H + 2H weights are sampled from the prior (a Bayesian neural network). The
@@ -228,8 +194,7 @@ class MLPReward(RewardModel):
         num_actions: int | None = None,
     ) -> None:
         feats = _state_action_features(torch.as_tensor(features), num_actions)
-        if hidden < 1:
-            raise ValueError(f"hidden must be >= 1; got {hidden}")
+        hidden = positive_int(hidden, "hidden")
         k = feats.shape[-1]
         if prior is None:
             prior = standard_normal_prior(feats.dtype, feats.device)
@@ -247,7 +212,7 @@ class MLPReward(RewardModel):
 
     def step_rewards(self, theta: torch.Tensor) -> torch.Tensor:
         """Return r of shape (..., S, A)."""
-        self._check_theta(theta)
+        self._check_shape(theta)
         k, h = self.num_inputs, self.hidden
         batch = theta.shape[:-1]
         w1 = theta[..., : k * h].reshape(*batch, 1, k, h)

@@ -49,6 +49,7 @@ from pyro.poutine.messenger import Messenger
 
 from bayes_irl.inference.backends.svi import guide_posterior, make_guide
 from bayes_irl.inference.posterior import Posterior
+from bayes_irl.validation import positive_int
 
 __all__ = ["init_from_env", "run_distributed_svi", "run_local", "shard"]
 
@@ -131,8 +132,7 @@ def run_distributed_svi(
         On rank 0 a :class:`Posterior` (method ``"svi"``, attrs ``world_size``); ``None`` on
         the other ranks.
     """
-    if num_steps < 1:
-        raise ValueError(f"num_steps must be >= 1; got {num_steps}")
+    num_steps = positive_int(num_steps, "num_steps")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
     distributed = dist.is_available() and dist.is_initialized()
@@ -241,8 +241,7 @@ def run_local(model, data, *, world_size: int = 2, **options) -> Posterior:
         Rank 0's :class:`Posterior`; ``extra["params"]`` holds the fitted guide parameters
         (name -> tensor) and ``extra["losses"]`` the loss trace.
     """
-    if int(world_size) < 1:
-        raise ValueError(f"world_size must be >= 1; got {world_size}")
+    world_size = positive_int(world_size, "world_size")
     prepared = model.prepare_data(data)
     with tempfile.TemporaryDirectory() as tmp:
         out_path = os.path.join(tmp, "rank0.pt")

@@ -1,21 +1,15 @@
-r"""The parameter-space importance-sampling back-end (SIR), and guides for the SVI back-end.
+r"""The parameter-space importance-sampling back-end: sampling-importance-resampling (SIR).
 
-``fit(..., method="importance")`` runs :func:`run_importance`; the flow guides are selected
-by name from :data:`bayes_irl.inference.guides.GUIDES`. Every algorithm is one keyword of
-:func:`bayes_irl.inference.fit` and returns the same :class:`Posterior`:
+This module holds :func:`run_importance` (``fit(..., method="importance")``) and
+:func:`prior_proposal`, the model's prior as its default proposal. Any Pyro guide over
+theta can be the proposal instead, e.g. a guide fitted by the SVI back-end (flow guides
+are selected by name from :data:`bayes_irl.inference.guides.GUIDES`). Every algorithm is
+one keyword of :func:`bayes_irl.inference.fit` and returns the same :class:`Posterior`.
 
-================================  ========================================================
-call                              what runs
-================================  ========================================================
-``fit(m, d, method="importance")``  :func:`run_importance`: prior (or guide) proposal,
-                                  self-normalised weights, resampled draws
-``fit(m, d, method="svi",         AutoIAFNormal (Pyro's inverse autoregressive flow)
-guide="iaf")``
-``fit(m, d, method="svi",         :func:`neural_spline_guide`: AutoNormalizingFlow with two
-guide="neural_spline")``          autoregressive rational-quadratic spline layers
-``fit(m, d, method="svi",         a user-written Pyro guide (``pyro.param`` +
-guide=my_guide)``                 ``pyro.sample`` of the model's latent sites)
-================================  ========================================================
+Proposals: ``proposal="prior"`` (default), a guide fitted by SVI (``post.extra["guide"]``,
+e.g. ``fit(m, d, method="svi", guide="iaf")``: a heavier-tailed guide gives better
+weights), or a user-written guide (``pyro.param`` + ``pyro.sample`` of the model's latent
+sites, example below).
 
 Importance sampling. For K proposal draws theta_k ~ q (the prior, or a fitted guide) the
 log-weights are
@@ -53,6 +47,7 @@ import pyro
 import torch
 from pyro import poutine
 from pyro.infer.importance import vectorized_importance_weights
+from tqdm.auto import tqdm
 
 from bayes_irl.inference.diagnostics import (
     KHAT_THRESHOLD,
@@ -60,10 +55,9 @@ from bayes_irl.inference.diagnostics import (
     importance_diagnostics,
 )
 from bayes_irl.inference.posterior import Posterior
+from bayes_irl.validation import positive_int
 
 __all__ = ["prior_proposal", "run_importance"]
-
-
 
 
 def prior_proposal(model) -> Callable:
@@ -114,7 +108,7 @@ def run_importance(
         seed: seeds Pyro's global RNG for the proposals and a private torch generator for
             the resampling.
         warn: issue :class:`ImportanceWarning` when k-hat > 0.7.
-        progress_bar: accepted for a uniform interface with the other back-ends; unused.
+        progress_bar: show a tqdm bar over the proposal draws (advanced per chunk).
 
     Returns:
         A :class:`Posterior` with ``method="importance"``, draws of shape
@@ -140,10 +134,9 @@ def run_importance(
         >>> post.samples["weights"].shape
         torch.Size([1, 100, 2])
     """
-    for name, value in (("num_proposals", num_proposals), ("num_samples", num_samples),
-                        ("chunk_size", chunk_size)):
-        if int(value) != value or value < 1:
-            raise ValueError(f"{name} must be a positive int; got {value!r}")
+    num_proposals = positive_int(num_proposals, "num_proposals")
+    num_samples = positive_int(num_samples, "num_samples")
+    chunk_size = positive_int(chunk_size, "chunk_size")
     if isinstance(proposal, str):
         if proposal != "prior":
             raise ValueError(f"proposal must be 'prior' or a guide callable; got {proposal!r}")
@@ -157,7 +150,8 @@ def run_importance(
     latent = set(model.latent_dims)
     start = time.perf_counter()
     log_weights, draws = [], []
-    with torch.no_grad():
+    bar = tqdm(total=num_proposals, desc="importance", disable=not progress_bar, leave=False)
+    with torch.no_grad(), bar:
         for first in range(0, num_proposals, chunk_size):
             size = min(chunk_size, num_proposals - first)
             lw, _, guide_trace = vectorized_importance_weights(
@@ -165,6 +159,7 @@ def run_importance(
             )
             log_weights.append(lw.detach().to(torch.float64).reshape(size))
             draws.append(_latent_values(guide_trace, latent, size))
+            bar.update(size)
     log_w = torch.cat(log_weights)
     samples = {name: torch.cat([d[name] for d in draws]) for name in draws[0]}
     missing = latent - set(samples)

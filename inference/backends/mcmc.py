@@ -17,11 +17,13 @@ demonstrations, the log-likelihood of n demonstrations is
     Phi = sum_i sum_t phi(s_t, a_t),
 
 so the potential energy -log p(theta) - theta . Phi + n log Z(theta) costs one exact
-recursion per gradient, whatever n is. :func:`sufficient_statistics_potential` builds it and
-:func:`run_mcmc` uses it with ``sufficient_statistics=None`` (where it applies) or ``True``,
-passing it to Pyro's NUTS/HMC as ``potential_fn`` (no model tracing per gradient). It is
-opt-in: the default (False) keeps the model-tracing path, whose chains the existing tests
-and notebooks were written against.
+recursion per gradient, whatever n is. The model builds it
+(:meth:`bayes_irl.models.DemonstrationModel.sufficient_statistics_potential`; the back-end
+asks through :func:`sufficient_statistics_potential` and never reads model internals) and
+:func:`run_mcmc` passes it to Pyro's NUTS/HMC as ``potential_fn`` (no model tracing per
+gradient). It is used by default wherever the model offers it (``sufficient_statistics=None``,
+the default; the posterior is the same, only cheaper); ``True`` requires it and ``False``
+keeps the model-tracing path.
 """
 
 from __future__ import annotations
@@ -41,49 +43,35 @@ __all__ = ["run_mcmc", "run_nuts", "run_hmc", "sufficient_statistics_potential"]
 def sufficient_statistics_potential(model, data):
     """Return ``(potential_fn, site_name, num_params)``, or None where it does not apply.
 
-    Applies to a :class:`bayes_irl.models.DemonstrationModel` with a
-    :class:`bayes_irl.LinearReward` whose prior has real support, an exact normaliser of
-    kind ``"global"``, ``given_initial_state=False`` and full-length demonstrations.
+    Asks the model (:class:`bayes_irl.protocols.SufficientStatistics`): a model without
+    ``sufficient_statistics_potential``, or whose method returns None, gets None. The site
+    and its size come from ``model.latent_dims`` (one latent site).
 
     Args:
         model: the model.
-        data: prepared demonstrations (n, T + 1, 2).
+        data: its prepared data.
 
     Returns:
-        ``potential_fn({site_name: theta (K,)}) -> scalar`` equal to the negative log joint
-        density up to a constant, the latent site's name, and K; or None.
+        ``potential_fn({site_name: theta (D,)}) -> scalar`` equal to the negative log joint
+        density up to a constant, the latent site's name, and D; or None.
     """
-    from torch.distributions import constraints
+    method = getattr(model, "sufficient_statistics_potential", None)
+    potential = None if method is None else method(data)
+    if potential is None or len(model.latent_dims) != 1:
+        return None
+    ((site, (_, names)),) = model.latent_dims.items()
+    return potential, site, len(names)
 
-    from bayes_irl.models.demonstrations import DemonstrationModel
-    from bayes_irl.rewards import LinearReward
 
-    if not isinstance(model, DemonstrationModel):
-        return None
-    if not isinstance(model.reward_model, LinearReward):
-        return None
-    norm = model.normalizer
-    if not getattr(norm, "is_exact", False) or getattr(norm, "kind", None) != "global":
-        return None
-    if model.given_initial_state or not torch.is_tensor(data) or data.dim() != 3:
-        return None
-    if not bool((data[..., :-1, 1] >= 0).all()):
-        return None
-    reward = model.reward_model
-    prior = reward.prior
-    if prior.support is not constraints.real:
-        return None
-    states, actions = data[:, :-1, 0], data[:, :-1, 1]
-    stats = reward.features[states, actions].sum((0, 1))  # Phi, shape (K,)
-    count = data.shape[0]
-    site = reward.site_name
+def _initial_params(model, data, site: str, dim: int) -> dict:
+    """``init_to_uniform(-2, 2)`` of the latent site, in the dtype/device the model samples.
 
-    def potential_fn(params):
-        theta = params[site]
-        log_z = norm.log_normalizer(reward.step_rewards(theta))
-        return -(prior.log_prob(theta).sum() + theta @ stats - count * log_z)
-
-    return potential_fn, site, reward.num_params
+    The dtype and device come from one trace of the model (log-densities are not computed);
+    the RNG is forked around it, so the chains' random streams are not shifted.
+    """
+    with torch.random.fork_rng(devices=[]):
+        value = pyro.poutine.trace(model).get_trace(data).nodes[site]["value"]
+    return {site: torch.rand(dim, dtype=value.dtype, device=value.device) * 4 - 2}
 
 
 def run_mcmc(
@@ -132,8 +120,9 @@ def run_mcmc(
         progress_bar: Pyro's per-chain progress bar.
         sufficient_statistics: sample with :func:`sufficient_statistics_potential`
             (cost per gradient independent of the number of demonstrations). None
-            (default): where it applies (linear reward, exact global normaliser,
-            full-length demonstrations; the posterior is the same, only cheaper); True:
+            (default): wherever the model offers it (e.g. a demonstration model with a
+            linear reward, an exact global normaliser and full-length demonstrations; the
+            posterior is the same, only cheaper); True:
             require it (ValueError where it does not apply); False: trace the model at
             every gradient.
 
@@ -177,10 +166,8 @@ def run_mcmc(
         initial = None
         if potential is not None:
             _, site, dim = potential
-            dtype = model.reward_model.features.dtype
-            device = model.reward_model.features.device
             # init_to_uniform(-2, 2), as Pyro does for the model path
-            initial = {site: torch.rand(dim, dtype=dtype, device=device) * 4 - 2}
+            initial = _initial_params(model, data, site, dim)
         if kernel == "nuts":
             mcmc_kernel = NUTS(
                 **target,

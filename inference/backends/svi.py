@@ -254,13 +254,90 @@ def guide_posterior(
     )
 
 
-def run_laplace(model, data, **options) -> Posterior:
-    """Laplace approximation: MAP by SVI with ``AutoLaplaceApproximation``, then the Hessian.
+def run_laplace(
+    model,
+    data,
+    *,
+    optimizer: str = "adam",
+    init_values: dict[str, torch.Tensor] | None = None,
+    max_iter: int = 200,
+    **options,
+) -> Posterior:
+    """Laplace approximation: the MAP, then a Gaussian with the inverse Hessian as covariance.
 
-    Takes the options of :func:`run_svi` (``guide`` defaults to ``"laplace"``) and returns
-    Gaussian draws around the MAP, with ``method="laplace"``.
+    Args:
+        model: a bayes_irl model.
+        data: its prepared data.
+        optimizer: how the MAP is found. ``"adam"`` (default): ``num_steps`` SVI steps of
+            :func:`run_svi` with ``AutoLaplaceApproximation``. ``"lbfgs"``: L-BFGS with a
+            strong-Wolfe line search on the negative log joint, to a gradient of ~1e-10
+            (deterministic; needs a model without subsampling; ``num_steps`` and
+            ``learning_rate`` are ignored). The MAP of ``"lbfgs"`` is a stationary point
+            of the log joint, which sequential updates (active learning) rely on.
+        init_values: latent site -> initial value (constrained space), e.g. the previous
+            MAP when refitting after one more observation; default Pyro's ``init_to_median``.
+        max_iter: ``"lbfgs"`` only: the most L-BFGS iterations.
+        **options: the options of :func:`run_svi` (``guide`` defaults to ``"laplace"``;
+            with ``"lbfgs"`` only ``seed`` and ``num_samples`` are used).
+
+    Returns:
+        A :class:`Posterior` of Gaussian draws around the MAP with ``method="laplace"``;
+        ``extra["guide"]`` is the Gaussian guide (``AutoMultivariateNormal``):
+        ``extra["guide"].get_posterior()`` is N(MAP, inverse Hessian) in the unconstrained
+        space.
+
+    Raises:
+        ValueError: for an unknown ``optimizer``.
     """
-    options.setdefault("guide", "laplace")
-    posterior = run_svi(model, data, **options)
+    if optimizer not in ("adam", "lbfgs"):
+        raise ValueError(f"optimizer must be 'adam' or 'lbfgs'; got {optimizer!r}")
+    init = {} if init_values is None else {
+        "init_loc_fn": autoguide.init_to_value(values=dict(init_values))}
+
+    class _Laplace(autoguide.AutoLaplaceApproximation):
+        def __init__(self, model) -> None:
+            super().__init__(model, **init)
+
+    if optimizer == "adam":
+        options.setdefault("guide", "laplace" if init_values is None else _Laplace)
+        posterior = run_svi(model, data, **options)
+        posterior.method = "laplace"
+        return posterior
+    seed = options.pop("seed", 0)
+    num_samples = options.pop("num_samples", 1000)
+    for ignored in ("num_steps", "learning_rate", "num_particles", "progress_bar", "guide"):
+        options.pop(ignored, None)
+    if options:
+        raise ValueError(f"unknown options for run_laplace: {sorted(options)}")
+    pyro.set_rng_seed(seed)
+    pyro.clear_param_store()
+    guide = _Laplace(model)
+    loss_fn = Trace_ELBO().differentiable_loss
+    start = time.perf_counter()
+    guide(data)  # creates the parameters
+    params = [p.unconstrained() for p in pyro.get_param_store().values()]
+    lbfgs = torch.optim.LBFGS(params, max_iter=max_iter, tolerance_grad=1e-10,
+                              tolerance_change=1e-14, line_search_fn="strong_wolfe")
+    losses = []
+
+    def closure():
+        lbfgs.zero_grad()
+        loss = loss_fn(model, guide, data)
+        loss.backward()
+        losses.append(float(loss.detach()))
+        return loss
+
+    lbfgs.step(closure)
+    wall = time.perf_counter() - start
+    if not np.isfinite(losses[-1]):
+        raise FloatingPointError(f"L-BFGS loss became {losses[-1]}; check the data and prior")
+    posterior = guide_posterior(
+        model,
+        data,
+        guide.laplace_approximation(data),
+        losses=np.asarray(losses),
+        num_samples=num_samples,
+        attrs={"seed": seed, "optimizer": "lbfgs", "max_iter": max_iter, "wall_time_s": wall},
+    )
     posterior.method = "laplace"
     return posterior

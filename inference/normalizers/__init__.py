@@ -10,16 +10,14 @@ from bayes_irl.inference.normalizers.importance import (
     PolicyProposal,
     TwistedProposal,
 )
-from bayes_irl.inference.normalizers.linear_quadratic import LinearQuadraticNormalizer
-from bayes_irl.inference.normalizers.simulator import SimulatorImportanceNormalizer
+from bayes_irl.inference.normalizers.simulator_proposal import SimulatorProposal
 from bayes_irl.inference.normalizers.smc import SMCNormalizer
 
 __all__ = [
     "ExactNormalizer",
     "ImportanceNormalizer",
-    "LinearQuadraticNormalizer",
     "PolicyProposal",
     "SMCNormalizer",
-    "SimulatorImportanceNormalizer",
+    "SimulatorProposal",
     "TwistedProposal",
 ]

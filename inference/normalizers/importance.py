@@ -1,27 +1,32 @@
 r"""Importance-sampling normalisers: the guide policy as the proposal for log Z.
 
-For a proposal q over full trajectories x = (s_0, a_0, ..., a_{T-1}, s_T) and K draws
-x_k ~ q (the *bank*, drawn once and reused for every reward until :meth:`refresh`):
+For a proposal q over trajectories x (the guide policy, :class:`bayes_irl.protocols.
+GuidePolicy`) and K draws x_k ~ q (the *bank*, drawn once and reused for every theta until
+:meth:`ImportanceNormalizer.refresh`):
 
     log w_k(theta) = R_theta(x_k) + log b(x_k) - log q(x_k)
     log Z_hat(theta) = logsumexp_k log w_k(theta) - log K.
 
-Z_hat is unbiased for Z; log Z_hat is biased low (Jensen). The bank does not depend on
-theta, so autograd through log Z_hat gives exactly the self-normalised gradient
+``R_theta(x_k)`` is ``reward.returns(theta, *space.split(bank))`` and ``log b - log q`` the
+proposal's ``log_ratio``. Z_hat is unbiased for Z; log Z_hat is biased low (Jensen). The
+bank does not depend on theta, so autograd through log Z_hat gives exactly the
+self-normalised gradient
 
     d log Z_hat / d theta = sum_k wbar_k dR_theta(x_k)/d theta,  wbar_k = w_k / sum_j w_j.
 
-Proposals (all :class:`torch.nn.Module`, trainable by :mod:`bayes_irl.inference.guide_training`):
+One normaliser, :class:`ImportanceNormalizer`, for every trajectory space; the proposals
+(all :class:`torch.nn.Module`, trained by :class:`bayes_irl.inference.guide_training.
+GuidePolicyTrainer`):
 
-* :class:`PolicyProposal`: q(x) = p0(s_0) prod_t pi_t(a_t | s_t) p(s_{t+1} | s_t, a_t)
-  with a :class:`bayes_irl.policies.TabularPolicy`, driven by the true dynamics or a
+* :class:`PolicyProposal` (tabular): q(x) = p0(s_0) prod_t pi_t(a_t | s_t) p(s_{t+1} | s_t,
+  a_t) with a :class:`bayes_irl.policies.TabularPolicy`, driven by the true dynamics or a
   black-box simulator. Dynamics and p0 cancel: log b - log q = sum_t [log beta - log pi_t].
   With stochastic dynamics it cannot represent the global maxent distribution, which tilts
   the transitions, P(s' | s, a, t) ∝ p(s' | s, a) exp V_{t+1}(s') (see
   :mod:`bayes_irl.soft_bellman`); its best reverse-KL fit is the maximum *causal*
   entropy policy (:meth:`PolicyProposal.soft_backup_`).
-* :class:`TwistedProposal` (known dynamics): transitions and the initial state are
-  twisted by learnable potentials psi[t, s] (shape (T + 1, S)),
+* :class:`TwistedProposal` (tabular, known dynamics): transitions and the initial state
+  are twisted by learnable potentials psi[t, s] (shape (T + 1, S)),
 
       q_t(s' | s, a) = p(s' | s, a) exp psi_{t+1}(s') / exp C_t(s, a),
       C_t(s, a) = log sum_{s'} p(s' | s, a) exp psi_{t+1}(s'),
@@ -31,23 +36,34 @@ Proposals (all :class:`torch.nn.Module`, trainable by :mod:`bayes_irl.inference.
   + sum_t [log beta - log pi_t + C_t(s_t, a_t) - psi_{t+1}(s_{t+1})]. With psi = V (the
   global soft values) and pi_t = exp(Q_t - V_t) every log-weight equals log Z: the family
   contains the maxent distribution exactly (:meth:`TwistedProposal.soft_backup_`).
+* :class:`~bayes_irl.inference.normalizers.simulator_proposal.SimulatorProposal`
+  (continuous): a Gaussian policy run through a Gymnasium-style simulator; the dynamics
+  cancel, log b - log q = -sum_t log pi_t(u_t | x_t).
 
-:class:`ImportanceNormalizer` implements the normaliser interface (``mdp``, ``kind``,
-``log_normalizer``, ``diagnostics``) plus sampling-importance-resampling
-(:meth:`ImportanceNormalizer.sample_trajectories`), which
-:class:`bayes_irl.models.MaxEntTrajectory` uses for ``sample`` when no exact sampler exists.
-PSIS k-hat of the log-weights (Vehtari et al. 2024) above 0.7 triggers an
+Renames (one API for every proposal): ``SimulatorImportanceNormalizer(simulator, policy,
+reward_fn)`` is ``ImportanceNormalizer(SimulatorProposal(simulator, policy))`` (the reward
+is an argument of ``log_normalizer(reward, theta)``); ``ImportanceNormalizer(mdp,
+proposal)`` is ``ImportanceNormalizer(proposal)`` (the space is ``proposal.space``);
+``Proposal.sample`` is :meth:`Proposal.draw`, ``Proposal.log_correction`` is
+:meth:`Proposal.log_ratio` (``log_prob = -log_ratio``); ``sample_trajectories`` and the
+simulator's ``resample`` are :meth:`TrajectoryBankNormalizer.sample`; ``trajectory_returns``
+is :func:`bayes_irl.trajectories.trajectory_returns`.
+
+Normaliser interface (:class:`bayes_irl.protocols.Normalizer`): ``space`` (``mdp`` as
+well for tabular proposals), ``is_exact = False``, ``log_normalizer(reward, theta)``,
+``diagnostics``, ``sample(reward, theta, sample_shape)`` by sampling-importance-resampling
+(used by :class:`bayes_irl.models.MaxEntTrajectory` when no exact sampler exists) and
+``refresh()``. PSIS k-hat of the log-weights (Vehtari et al. 2024) above 0.7 triggers an
 :class:`ImportanceWarning` (or an :class:`ImportanceSamplingError` with
-``khat_policy="raise"``).
+``khat_policy="raise"``). The bank machinery (:class:`TrajectoryBankNormalizer`) is shared
+with :class:`bayes_irl.inference.normalizers.smc.SMCNormalizer`.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import math
 import warnings
 from collections.abc import Callable
-from typing import Literal
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -57,20 +73,23 @@ from bayes_irl.inference.diagnostics import (
     ImportanceDiagnostics,
     ImportanceWarning,
     importance_diagnostics,
+    log_mean_exp,
 )
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.policies import TabularPolicy
-from bayes_irl.soft_bellman import soft_values, step_q_values
+from bayes_irl.protocols import GuidePolicy
+from bayes_irl.soft_bellman import soft_policy, soft_values
+from bayes_irl.validation import positive_int
 
 __all__ = [
     "ImportanceNormalizer",
     "ImportanceSamplingError",
     "ImportanceWarning",
     "PolicyProposal",
-    "bank_diagnostics",
     "Proposal",
+    "TrajectoryBankNormalizer",
     "TwistedProposal",
-    "trajectory_returns",
+    "check_step_rewards",
 ]
 
 KhatPolicy = Literal["warn", "raise", "ignore"]
@@ -78,8 +97,6 @@ _KHAT_POLICIES = ("warn", "raise", "ignore")
 
 Simulator = Callable[[int, torch.Tensor, torch.Tensor, "torch.Generator | None"], torch.Tensor]
 """``simulator(t, states, actions, generator) -> next_states``, int tensors of shape (n,)."""
-
-
 
 
 class ImportanceSamplingError(RuntimeError):
@@ -93,33 +110,20 @@ def _categorical(logits: torch.Tensor, generator: torch.Generator | None) -> tor
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
 
 
-def _make_generator(
-    generator: torch.Generator | None, seed: int | None, device: torch.device
+def make_generator(
+    generator: torch.Generator | None, seed: int | None, device: torch.device | str = "cpu"
 ) -> torch.Generator:
+    """Return ``generator``, or a new one on ``device`` seeded with ``seed`` (default 0).
+
+    Raises:
+        ValueError: for a ``generator`` that is not a torch.Generator or a non-int ``seed``.
+    """
     if generator is not None:
         if not isinstance(generator, torch.Generator):
             raise ValueError(f"generator must be a torch.Generator; got {type(generator).__name__}")
         return generator
-    if seed is None:
-        seed = 0
-    if isinstance(seed, bool) or int(seed) != seed:
-        raise ValueError(f"seed must be an int; got {seed!r}")
-    return torch.Generator(device=device).manual_seed(int(seed))
-
-
-def _check_positive_int(value, name: str, minimum: int = 1) -> int:
-    if isinstance(value, bool) or not isinstance(value, (int,)) and not (
-        torch.is_tensor(value) and value.numel() == 1
-    ):
-        try:
-            ok = int(value) == value
-        except (TypeError, ValueError):
-            ok = False
-        if not ok:
-            raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    if int(value) < minimum:
-        raise ValueError(f"{name} must be an int >= {minimum}; got {value!r}")
-    return int(value)
+    seed = 0 if seed is None else positive_int(seed, "seed", minimum=0)
+    return torch.Generator(device=device).manual_seed(seed)
 
 
 def check_step_rewards(mdp: TabularMDP, step_rewards) -> torch.Tensor:
@@ -140,49 +144,51 @@ def check_step_rewards(mdp: TabularMDP, step_rewards) -> torch.Tensor:
     return step_rewards
 
 
-def trajectory_returns(step_rewards: torch.Tensor, trajectories: torch.Tensor) -> torch.Tensor:
-    """Return R(x_k) = sum_{t<L_k} r[..., s_t, a_t], shape (..., K) (differentiable in r).
+def check_theta(reward: Any, theta: Any) -> torch.Tensor:
+    """Validate ``theta`` (shape ``(..., D)`` with ``D = reward.num_params``, no NaN).
 
-    Args:
-        step_rewards: ``r[..., s, a]``, shape (..., S, A).
-        trajectories: int64 (K, T + 1, 2) in the trajectory encoding (-1 padding).
+    Returns:
+        ``theta`` as a tensor.
+
+    Raises:
+        ValueError: naming ``theta`` and the expected shape, or reporting NaN.
     """
-    num_states, num_actions = step_rewards.shape[-2:]
-    states, actions = trajectories[:, :-1, 0], trajectories[:, :-1, 1]
-    observed = actions >= 0
-    index = (states.clamp(min=0) * num_actions + actions.clamp(min=0)).reshape(-1)
-    flat = step_rewards.reshape(*step_rewards.shape[:-2], num_states * num_actions)
-    per_step = flat[..., index].reshape(*flat.shape[:-1], *states.shape)  # (..., K, T)
-    return torch.where(observed, per_step, torch.zeros_like(per_step)).sum(-1)
-
-
-def bank_diagnostics(log_weights: torch.Tensor) -> ImportanceDiagnostics:
-    """:func:`importance_diagnostics` of log-weights (K,), with k-hat = -inf for equal weights.
-
-    ArviZ's PSIS fit returns k-hat = inf when every weight is equal (an exact proposal);
-    equal weights are the best case, so k-hat is reported as -inf there.
-    """
-    log_weights = log_weights.detach().reshape(-1)
-    diagnostics = importance_diagnostics(log_weights)
-    spread = float(log_weights.max() - log_weights.min())
-    if spread < 1e-9 * max(1.0, float(log_weights.abs().max())):
-        diagnostics = dataclasses.replace(diagnostics, khat=-math.inf)
-    return diagnostics
+    if not hasattr(reward, "returns"):
+        raise ValueError(
+            f"reward must be a reward model with .returns(theta, states, actions); got "
+            f"{type(reward).__name__}"
+        )
+    theta = torch.as_tensor(theta)
+    num = getattr(reward, "num_params", None)
+    if theta.dim() < 1 or (num is not None and theta.shape[-1] != num):
+        raise ValueError(
+            f"theta must have shape (..., D) = (..., {num}); got {tuple(theta.shape)}"
+        )
+    if bool(torch.isnan(theta).any()):
+        raise ValueError(f"theta contains NaN; got {theta.detach()}")
+    return theta
 
 
 # ---------------------------------------------------------------------------- proposals
 class Proposal(nn.Module):
-    """Base class of trajectory proposals q over full-length trajectories of an MDP.
+    """Base class of tabular proposals q over full-length trajectories of an MDP.
 
     A proposal generates trajectories step by step (so SMC can use it as its kernel) and
     scores them: every method returns ``log b - log q`` pieces, never q alone, so that
-    simulator-driven proposals need no transition probabilities.
+    simulator-driven proposals need no transition probabilities. It implements
+    :class:`bayes_irl.protocols.GuidePolicy` (:meth:`draw`, :meth:`log_prob`,
+    ``parameters``) on the space ``mdp``.
 
-    Subclasses implement :meth:`initial`, :meth:`step`, :meth:`log_correction` and
+    Subclasses implement :meth:`initial`, :meth:`step`, :meth:`log_ratio` and
     :meth:`soft_backup_`.
     """
 
     mdp: TabularMDP
+
+    @property
+    def space(self) -> TabularMDP:
+        """The trajectory space (the MDP)."""
+        return self.mdp
 
     def initial(
         self, num: int, *, generator: torch.Generator | None = None
@@ -206,27 +212,90 @@ class Proposal(nn.Module):
         """
         raise NotImplementedError
 
-    def log_correction(self, trajectories: torch.Tensor) -> torch.Tensor:
+    def log_ratio(self, value: torch.Tensor) -> torch.Tensor:
         """Return ``log b(x) - log q(x)`` of full trajectories (K, T + 1, 2); shape (K,).
 
-        Differentiable in the proposal's parameters (used to train it).
+        Differentiable in the proposal's parameters.
         """
         raise NotImplementedError
+
+    def log_prob(self, value: torch.Tensor) -> torch.Tensor:
+        """``log q(x)`` up to the parameter-free ``log b(x)``: ``-log_ratio``, shape (K,)."""
+        return -self.log_ratio(value)
 
     def soft_backup_(self, step_rewards: torch.Tensor) -> Proposal:
         """Set the parameters to the exact reverse-KL optimum for ``step_rewards`` (S, A)."""
         raise NotImplementedError
 
-    def sample(
-        self, num: int, *, generator: torch.Generator | None = None
-    ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Draw ``num`` trajectories.
+    # Exact ELBO: q's initial distribution, transitions and the theta-free extra terms of
+    # log w (zero for a policy proposal, the twist terms for a twisted one).
+    def _initial_log_probs(self) -> torch.Tensor:
+        """``log q_0(s)``, shape (S,)."""
+        return self.mdp.initial.log()
+
+    def _transition_log_probs(self, t: int) -> torch.Tensor:
+        """``log q_t(successors[s, a, f] | s, a)``, shape (S, A, F)."""
+        return self.mdp.successor_log_probs
+
+    def _head(self, q0: torch.Tensor) -> torch.Tensor:
+        """``E_{q_0}[log p0(s_0) - log q_0(s_0)]`` (scalar)."""
+        return q0.new_zeros(())
+
+    def _extra(self, t: int, log_q: torch.Tensor) -> torch.Tensor | None:
+        """``E_{q_t}[log p - log q_t](s, a)`` of the transition, shape (S, A), or None (0)."""
+        return None
+
+    def elbo(self, step_rewards: torch.Tensor) -> torch.Tensor:
+        """Exact ``E_q[log w] = log Z - KL(q || P)`` by a forward pass over q's marginals.
+
+        Differentiable in the proposal's parameters: the reverse-KL objective without
+        sampling noise (used by :class:`~bayes_irl.inference.GuidePolicyTrainer`).
+        O(T S A F) time, like one soft-Bellman recursion.
+
+        Args:
+            step_rewards: ``r[s, a]``, shape (S, A) (detached inside).
 
         Returns:
-            ``(trajectories, log_correction)``: int64 (num, T + 1, 2) (last action -1) and
-            ``log b - log q`` of shape (num,) (detached).
+            A scalar tensor.
+
+        Raises:
+            ValueError: for a proposal driven by a simulator (q's transitions unknown).
         """
-        num = _check_positive_int(num, "num_samples")
+        if getattr(self, "simulator", None) is not None:
+            raise ValueError("elbo() needs the MDP's transitions; this proposal uses a simulator")
+        mdp = self.mdp
+        r = check_step_rewards(mdp, step_rewards).detach()
+        if r.dim() != 2:
+            raise ValueError(f"step_rewards must have shape (S, A); got {tuple(r.shape)}")
+        local = r + mdp.action_log_base.to(r.dtype)  # (S, A)
+        log_q0 = self._initial_log_probs()
+        d = log_q0.exp()
+        total = self._head(d)
+        log_pi = self.policy.log_probs()  # (T, S, A)
+        flat_succ = mdp.successors.reshape(-1)
+        for t in range(mdp.horizon):
+            weight = d.unsqueeze(-1) * log_pi[t].exp()  # (S, A): q(s_t = s, a_t = a)
+            value = local - log_pi[t]
+            log_q = self._transition_log_probs(t)  # (S, A, F)
+            extra = self._extra(t, log_q)
+            if extra is not None:
+                value = value + extra
+            positive = weight > 0
+            total = total + (weight * torch.where(positive, value, torch.zeros_like(value))).sum()
+            flow = (weight.unsqueeze(-1) * log_q.exp()).reshape(-1)
+            d = torch.zeros_like(d).index_add(0, flat_succ, flow)
+        return total
+
+    def draw(
+        self, num_samples: int, *, generator: torch.Generator | None = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Draw ``num_samples`` trajectories.
+
+        Returns:
+            ``(value, log_ratio)``: int64 (K, T + 1, 2) (last action -1) and
+            ``log b - log q`` of shape (K,) (detached).
+        """
+        num = positive_int(num_samples, "num_samples")
         with torch.no_grad():
             state, log_w = self.initial(num, generator=generator)
             states, actions = [state], []
@@ -251,6 +320,19 @@ def _split(trajectories: torch.Tensor, horizon: int):
     return trajectories[:, :-1, 0], trajectories[:, :-1, 1], trajectories[:, 1:, 0]
 
 
+def _checked_policy(mdp: TabularMDP, policy: TabularPolicy | None) -> TabularPolicy:
+    policy = TabularPolicy.for_mdp(mdp) if policy is None else policy
+    if not isinstance(policy, TabularPolicy):
+        raise ValueError(f"policy must be a TabularPolicy; got {type(policy).__name__}")
+    expected = (mdp.horizon, mdp.num_states, mdp.num_actions)
+    if tuple(policy.logits.shape) != expected:
+        raise ValueError(
+            f"policy logits must have shape (T, S, A) = {expected}; got "
+            f"{tuple(policy.logits.shape)}"
+        )
+    return policy
+
+
 class PolicyProposal(Proposal):
     """Guide policy through the true dynamics (or a simulator): q = p0 prod pi_t p.
 
@@ -263,8 +345,8 @@ class PolicyProposal(Proposal):
     Example:
         >>> from bayes_irl import GridWorld
         >>> world = GridWorld.create(size=3, horizon=4, seed=0)
-        >>> x, lc = PolicyProposal(world.mdp).sample(8, generator=torch.Generator().manual_seed(0))
-        >>> x.shape, lc.shape
+        >>> x, lr = PolicyProposal(world.mdp).draw(8, generator=torch.Generator().manual_seed(0))
+        >>> x.shape, lr.shape
         (torch.Size([8, 5, 2]), torch.Size([8]))
     """
 
@@ -278,15 +360,7 @@ class PolicyProposal(Proposal):
         super().__init__()
         if not isinstance(mdp, TabularMDP):
             raise ValueError(f"mdp must be a TabularMDP; got {type(mdp).__name__}")
-        policy = TabularPolicy.for_mdp(mdp) if policy is None else policy
-        if not isinstance(policy, TabularPolicy):
-            raise ValueError(f"policy must be a TabularPolicy; got {type(policy).__name__}")
-        expected = (mdp.horizon, mdp.num_states, mdp.num_actions)
-        if tuple(policy.logits.shape) != expected:
-            raise ValueError(
-                f"policy logits must have shape (T, S, A) = {expected}; got "
-                f"{tuple(policy.logits.shape)}"
-            )
+        policy = _checked_policy(mdp, policy)
         if simulator is not None and not callable(simulator):
             raise ValueError(f"simulator must be callable; got {type(simulator).__name__}")
         self.mdp = mdp
@@ -314,8 +388,8 @@ class PolicyProposal(Proposal):
         log_w = mdp.action_log_base[states, action] - log_pi[states, action]
         return action, succ, log_w
 
-    def log_correction(self, trajectories):  # noqa: D102
-        s, a, _ = _split(trajectories, self.mdp.horizon)
+    def log_ratio(self, value):  # noqa: D102
+        s, a, _ = _split(value, self.mdp.horizon)
         base = self.mdp.action_log_base[s, a].sum(-1)
         return base - self.policy.log_prob(s, a)
 
@@ -326,10 +400,8 @@ class PolicyProposal(Proposal):
         argmax_pi E_q[R + log b - log q] (Ziebart et al. 2010). Returns ``self``.
         """
         step_rewards = check_step_rewards(self.mdp, step_rewards).detach()
-        values = soft_values(self.mdp, step_rewards, kind="causal")
-        q = step_q_values(self.mdp, step_rewards.unsqueeze(-3), values[1:], kind="causal")
         with torch.no_grad():
-            self.policy.logits.copy_(q - values[:-1].unsqueeze(-1))
+            self.policy.logits.copy_(soft_policy(self.mdp, step_rewards, kind="causal"))
         return self
 
 
@@ -359,10 +431,7 @@ class TwistedProposal(Proposal):
         super().__init__()
         if not isinstance(mdp, TabularMDP):
             raise ValueError(f"mdp must be a TabularMDP; got {type(mdp).__name__}")
-        policy = TabularPolicy.for_mdp(mdp) if policy is None else policy
-        expected = (mdp.horizon, mdp.num_states, mdp.num_actions)
-        if not isinstance(policy, TabularPolicy) or tuple(policy.logits.shape) != expected:
-            raise ValueError(f"policy must be a TabularPolicy with logits of shape {expected}")
+        policy = _checked_policy(mdp, policy)
         shape = (mdp.horizon + 1, mdp.num_states)
         if twist is None:
             psi = torch.zeros(shape, dtype=mdp.dtype, device=mdp.device)
@@ -385,6 +454,22 @@ class TwistedProposal(Proposal):
         """Unnormalised log q_t over fan-out entries, shape (S, A, F)."""
         return self.mdp.successor_log_probs + self.twist[t + 1][self.mdp.successors]
 
+    def _initial_log_probs(self) -> torch.Tensor:
+        return torch.log_softmax(self._initial_logits(), -1)
+
+    def _transition_log_probs(self, t: int) -> torch.Tensor:
+        return torch.log_softmax(self._transition_logits(t), -1)
+
+    def _head(self, q0: torch.Tensor) -> torch.Tensor:
+        # E_{q0}[log sum_s p0 exp psi_0 - psi_0(s_0)]
+        return torch.logsumexp(self._initial_logits(), -1) - (q0 * self.twist[0]).sum()
+
+    def _extra(self, t: int, log_q: torch.Tensor) -> torch.Tensor:
+        # E_{q_t}[C_t(s, a) - psi_{t+1}(s')], C_t = logsumexp of the transition logits
+        psi = self.twist[t + 1][self.mdp.successors]  # (S, A, F)
+        expected = (log_q.exp() * psi).sum(-1)
+        return torch.logsumexp(self._transition_logits(t), -1) - expected
+
     def initial(self, num, *, generator=None):  # noqa: D102
         logits = self._initial_logits()
         state = _categorical(logits.expand(num, -1), generator)
@@ -405,10 +490,10 @@ class TwistedProposal(Proposal):
         )
         return action, succ, log_w
 
-    def log_correction(self, trajectories):  # noqa: D102
+    def log_ratio(self, value):  # noqa: D102
         mdp = self.mdp
-        s, a, s_next = _split(trajectories, mdp.horizon)
-        s0 = trajectories[:, 0, 0]
+        s, a, s_next = _split(value, mdp.horizon)
+        s0 = value[:, 0, 0]
         head = torch.logsumexp(self._initial_logits(), -1) - self.twist[0][s0]
         psi_next = self.twist[1:]  # (T, S)
         cont = torch.logsumexp(
@@ -426,10 +511,10 @@ class TwistedProposal(Proposal):
         """Set psi = V and pi_t = exp(Q_t - V_t) of the global model; returns ``self``."""
         step_rewards = check_step_rewards(self.mdp, step_rewards).detach()
         values = soft_values(self.mdp, step_rewards, kind="global")  # (T + 1, S)
-        q = step_q_values(self.mdp, step_rewards.unsqueeze(-3), values[1:], kind="global")
+        log_pi = soft_policy(self.mdp, step_rewards, kind="global", values=values)
         with torch.no_grad():
             self.twist.copy_(values)
-            self.policy.logits.copy_(q - values[:-1].unsqueeze(-1))
+            self.policy.logits.copy_(log_pi)
         return self
 
 
@@ -437,16 +522,22 @@ class TwistedProposal(Proposal):
 class TrajectoryBankNormalizer:
     """Shared machinery of normalisers that score a fixed bank of K trajectories.
 
-    The bank holds trajectories x_k (K, T + 1, 2) and offsets c_k (K,) such that
-    ``log w_k(theta) = R_theta(x_k) + c_k`` and ``log Z_hat = logmeanexp_k log w_k``.
-    Subclasses fill the bank in :meth:`refresh`.
+    The bank holds trajectories x_k (``(K, *event_shape)`` in ``space``'s encoding) and
+    offsets c_k (K,) such that ``log w_k(theta) = R_theta(x_k) + c_k`` and ``log Z_hat =
+    logmeanexp_k log w_k``. Subclasses fill the bank in ``refresh`` (via :meth:`_set_bank`).
+
+    Args:
+        space: the trajectory space (:class:`bayes_irl.protocols.TrajectorySpace`).
+        khat_policy: ``"warn"``, ``"raise"`` or ``"ignore"`` on PSIS k-hat > 0.7.
+        kind: ``"global"`` (the only model with a single Z).
+
+    Raises:
+        ValueError: for an unknown ``kind`` or ``khat_policy``.
     """
 
     is_exact = False
 
-    def __init__(self, mdp: TabularMDP, *, kind: str, khat_policy: KhatPolicy) -> None:
-        if not isinstance(mdp, TabularMDP):
-            raise ValueError(f"mdp must be a TabularMDP; got {type(mdp).__name__}")
+    def __init__(self, space: Any, *, khat_policy: KhatPolicy, kind: str = "global") -> None:
         if kind != "global":
             raise ValueError(
                 f"kind must be 'global' for an importance normaliser (the causal model has "
@@ -454,17 +545,33 @@ class TrajectoryBankNormalizer:
             )
         if khat_policy not in _KHAT_POLICIES:
             raise ValueError(f"khat_policy must be one of {_KHAT_POLICIES}; got {khat_policy!r}")
-        self.mdp = mdp
+        self._space = space
         self.kind = kind
         self.khat_policy = khat_policy
-        self.diagnostics: ImportanceDiagnostics | None = None
+        self._diagnostics: ImportanceDiagnostics | None = None
         self._bank: torch.Tensor | None = None
         self._offsets: torch.Tensor | None = None
         self._warned = False
+        self.num_refreshes = 0
+
+    @property
+    def space(self) -> Any:
+        """The trajectory space the bank lives in."""
+        return self._space
+
+    @property
+    def mdp(self) -> TabularMDP | None:
+        """The tabular MDP (the same object as :attr:`space`), or None for other spaces."""
+        return self._space if isinstance(self._space, TabularMDP) else None
+
+    @property
+    def diagnostics(self) -> ImportanceDiagnostics | None:
+        """Diagnostics of the last single-theta estimate (None after a batch or a refresh)."""
+        return self._diagnostics
 
     @property
     def bank(self) -> torch.Tensor:
-        """The trajectories x_k, int64 of shape (K, T + 1, 2)."""
+        """The trajectories x_k, shape ``(K, *event_shape)``."""
         if self._bank is None:
             raise RuntimeError("the bank is empty; call refresh() first")
         return self._bank
@@ -483,84 +590,114 @@ class TrajectoryBankNormalizer:
 
     def _set_bank(self, trajectories: torch.Tensor, offsets: torch.Tensor) -> None:
         self._bank = trajectories
+        self._split = self._space.split(trajectories)
         self._offsets = offsets.detach()
         self._warned = False
-        self.diagnostics = None
+        self._diagnostics = None
+        self.num_refreshes += 1
 
-    def log_weights(self, step_rewards: torch.Tensor) -> torch.Tensor:
-        """Return ``log w_k = R(x_k) + c_k``, shape (..., K) for rewards (..., S, A)."""
-        step_rewards = check_step_rewards(self.mdp, step_rewards)
-        return trajectory_returns(step_rewards, self.bank) + self.offsets
+    def log_weights(self, reward: Any, theta: torch.Tensor) -> torch.Tensor:
+        """Return ``log w_k = R_theta(x_k) + c_k``, shape ``theta.shape[:-1] + (K,)``.
 
-    def log_normalizer(self, step_rewards: torch.Tensor) -> torch.Tensor:
-        """Return log Z_hat, shape ``step_rewards.shape[:-2]`` (differentiable).
+        Args:
+            reward: the reward model (``returns(theta, states, actions)``).
+            theta: shape ``batch + (D,)``; differentiable.
 
-        When the rewards hold one reward (batch size 1), :attr:`diagnostics` is updated
-        and PSIS k-hat > 0.7 is reported according to ``khat_policy``.
+        Raises:
+            ValueError: for a ``theta`` of the wrong shape or with NaN.
         """
-        log_w = self.log_weights(step_rewards)
-        log_z = torch.logsumexp(log_w, dim=-1) - math.log(log_w.shape[-1])
+        theta = check_theta(reward, theta)
+        states, actions = self._split
+        if states.is_floating_point():
+            states, actions = states.to(theta.dtype), actions.to(theta.dtype)
+        returns = reward.returns(theta.unsqueeze(-2), states, actions)
+        return returns + self.offsets.to(returns.dtype)
+
+    def log_normalizer(self, reward: Any, theta: torch.Tensor) -> torch.Tensor:
+        """Return log Z_hat, shape ``theta.shape[:-1]`` (differentiable).
+
+        For one theta (batch size 1) :attr:`diagnostics` is updated and PSIS k-hat > 0.7
+        is reported according to ``khat_policy``; batched calls leave it None.
+        """
+        log_w = self.log_weights(reward, theta)
         if log_w[..., 0].numel() == 1:
             self._diagnose(log_w.detach().reshape(-1))
-        return log_z
+        else:
+            self._diagnostics = None
+        return log_mean_exp(log_w, dim=-1)
 
     def _diagnose(self, log_w: torch.Tensor) -> None:
-        self.diagnostics = bank_diagnostics(log_w)
-        khat = self.diagnostics.khat
+        self._diagnostics = importance_diagnostics(log_w)
+        khat = self._diagnostics.khat
         if self.khat_policy == "ignore" or not khat > KHAT_THRESHOLD:
             return
         message = (
             f"{type(self).__name__}: PSIS k-hat = {khat:.2f} > {KHAT_THRESHOLD} (ESS "
-            f"{self.diagnostics.ess:.1f} of K = {self.diagnostics.num_samples}); log Z_hat is "
-            "unreliable. Train the guide policy (bayes_irl.inference.guide_training), increase "
-            "num_samples or use a twisted proposal / SMC."
+            f"{self._diagnostics.ess:.1f} of K = {self._diagnostics.num_samples}); log Z_hat "
+            "is unreliable. Train the guide policy (bayes_irl.inference.GuidePolicyTrainer), "
+            "increase num_samples or use a twisted proposal / SMC."
         )
         if self.khat_policy == "raise":
             raise ImportanceSamplingError(message)
         if not self._warned:
             self._warned = True
-            warnings.warn(message, ImportanceWarning, stacklevel=3)
+            warnings.warn(message, ImportanceWarning, stacklevel=4)
 
-    def sample_trajectories(
+    def sample(
         self,
-        step_rewards: torch.Tensor,
+        reward: Any,
+        theta: torch.Tensor,
         sample_shape: tuple[int, ...] | torch.Size = (),
         *,
+        given_initial_state: bool = False,
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Sampling-importance-resampling from the bank.
 
         Draws bank indices with probabilities wbar_k(theta) (with replacement), separately
-        for every reward in the batch. Approximate: exact only as K -> infinity.
+        for every theta in the batch. Approximate: exact only as K -> infinity.
 
         Args:
-            step_rewards: ``r[..., s, a]``, shape batch_shape + (S, A).
+            reward: the reward model.
+            theta: shape ``batch_shape + (D,)``.
             sample_shape: leading sample shape.
+            given_initial_state: must be False: resampling a bank cannot condition on s_0.
             generator: optional generator (default: the normaliser's own).
 
         Returns:
-            int64 of shape ``sample_shape + batch_shape + (T + 1, 2)``.
+            Shape ``sample_shape + batch_shape + event_shape``.
+
+        Raises:
+            ValueError: for ``given_initial_state=True``.
         """
+        if given_initial_state:
+            raise ValueError(
+                f"{type(self).__name__} cannot sample conditioned on the initial state "
+                "(given_initial_state=True); use an exact normaliser"
+            )
         sample_shape = torch.Size(sample_shape)
         with torch.no_grad():
-            log_w = self.log_weights(step_rewards.detach())
+            log_w = self.log_weights(reward, torch.as_tensor(theta).detach())
             batch_shape = log_w.shape[:-1]
             flat = torch.softmax(log_w.reshape(-1, log_w.shape[-1]), dim=-1)
             num = max(sample_shape.numel(), 1)
             index = torch.multinomial(
                 flat, num, replacement=True, generator=generator or self.generator
             )  # (B, num)
-            draws = self.bank[index.T.reshape(-1)]  # (num * B, T + 1, 2)
+            draws = self.bank[index.T.reshape(-1).to(self.bank.device)]  # (num * B, *event)
         return draws.reshape(sample_shape + batch_shape + self.bank.shape[1:])
 
 
 class ImportanceNormalizer(TrajectoryBankNormalizer):
-    """Importance-sampling estimate of log Z with a trajectory proposal (the guide policy).
+    """Importance-sampling estimate of log Z with a guide policy as the proposal.
+
+    The one importance normaliser for tabular MDPs and black-box simulators alike
+    (``SimulatorImportanceNormalizer`` is ``ImportanceNormalizer(SimulatorProposal(...))``).
 
     Args:
-        mdp: the MDP (base measure).
-        proposal: a :class:`Proposal` (e.g. :class:`PolicyProposal`, :class:`TwistedProposal`)
-            on the same MDP; default an untrained uniform :class:`PolicyProposal`.
+        proposal: a :class:`bayes_irl.protocols.GuidePolicy` with a ``space`` attribute:
+            :class:`PolicyProposal`, :class:`TwistedProposal` (tabular) or
+            :class:`~bayes_irl.inference.normalizers.simulator_proposal.SimulatorProposal`.
         num_samples: K >= 2, trajectories in the bank.
         kind: ``"global"`` (the only model with a single Z).
         khat_policy: on PSIS k-hat > 0.7: ``"warn"`` (an :class:`ImportanceWarning`, once
@@ -569,23 +706,22 @@ class ImportanceNormalizer(TrajectoryBankNormalizer):
         generator: a torch.Generator to draw the bank with.
 
     Raises:
-        ValueError: for a bad ``num_samples``, ``kind``, ``khat_policy`` or a proposal on
-            another MDP.
+        ValueError: for a bad ``num_samples``, ``kind``, ``khat_policy`` or proposal.
 
     Example:
         >>> from bayes_irl import GridWorld
         >>> from bayes_irl.inference import ExactNormalizer
         >>> world = GridWorld.create(size=3, horizon=4, seed=0)
-        >>> norm = ImportanceNormalizer(world.mdp, num_samples=4000, seed=1)
-        >>> r = world.true_step_rewards()
-        >>> abs(float(norm.log_normalizer(r) - ExactNormalizer(world.mdp).log_normalizer(r))) < 0.1
+        >>> norm = ImportanceNormalizer(PolicyProposal(world.mdp), num_samples=4000, seed=1)
+        >>> reward, theta = world.reward_model, world.true_weights
+        >>> exact = ExactNormalizer(world.mdp).log_normalizer(reward, theta)
+        >>> abs(float(norm.log_normalizer(reward, theta) - exact)) < 0.1
         True
     """
 
     def __init__(
         self,
-        mdp: TabularMDP,
-        proposal: Proposal | None = None,
+        proposal: GuidePolicy,
         *,
         num_samples: int = 1000,
         kind: str = "global",
@@ -593,30 +729,31 @@ class ImportanceNormalizer(TrajectoryBankNormalizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(mdp, kind=kind, khat_policy=khat_policy)
-        self.num_samples_requested = _check_positive_int(num_samples, "num_samples", minimum=2)
-        proposal = PolicyProposal(mdp) if proposal is None else proposal
-        if not isinstance(proposal, Proposal):
-            raise ValueError(f"proposal must be a Proposal; got {type(proposal).__name__}")
-        if proposal.mdp is not mdp:
-            raise ValueError("proposal must be built on the same mdp as the normaliser")
+        if not isinstance(proposal, GuidePolicy) or not hasattr(proposal, "space"):
+            raise ValueError(
+                "proposal must be a GuidePolicy with a .space (PolicyProposal, "
+                f"TwistedProposal or SimulatorProposal); got {type(proposal).__name__}"
+            )
+        super().__init__(proposal.space, kind=kind, khat_policy=khat_policy)
+        self.num_samples_requested = positive_int(num_samples, "num_samples", minimum=2)
         self.proposal = proposal
-        self.generator = _make_generator(generator, seed, mdp.device)
+        device = getattr(proposal.space, "device", "cpu")
+        self.generator = make_generator(generator, seed, device)
         self.refresh()
 
-    def refresh(self, step_rewards: torch.Tensor | None = None) -> ImportanceNormalizer:
+    def refresh(
+        self, reward: Any = None, theta: torch.Tensor | None = None
+    ) -> ImportanceNormalizer:
         """Draw a new bank of K trajectories from the (current) proposal; returns ``self``.
 
-        ``step_rewards`` is accepted for interface symmetry with SMC and ignored.
+        ``reward`` and ``theta`` are accepted for interface symmetry with SMC and ignored.
         """
-        trajectories, log_correction = self.proposal.sample(
-            self.num_samples_requested, generator=self.generator
-        )
-        self._set_bank(trajectories, log_correction)
+        value, log_ratio = self.proposal.draw(self.num_samples_requested, generator=self.generator)
+        self._set_bank(value, log_ratio)
         return self
 
     def __repr__(self) -> str:
         return (
             f"ImportanceNormalizer(K={self.num_samples_requested}, "
-            f"proposal={type(self.proposal).__name__}, mdp={self.mdp!r})"
+            f"proposal={type(self.proposal).__name__}, space={self.space!r})"
         )

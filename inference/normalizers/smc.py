@@ -30,28 +30,30 @@ its bank holds K equally weighted paths and the bank machinery of
 Its ``diagnostics`` (ESS, k-hat) therefore describe only the reweighting from r_ref to
 theta, not the variance of the sweep itself: read ``ess_history`` and
 ``num_unique_paths`` for that (or repeat sweeps with different seeds). The reference reward is
-updated by ``refresh(step_rewards)`` (e.g. by
-:class:`bayes_irl.inference.guide_training.GuidePolicyTrainer`).
+updated by ``refresh(reward, theta)`` (e.g. by
+:class:`bayes_irl.inference.guide_training.GuidePolicyTrainer`, which refreshes after
+training).
 """
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 
+from bayes_irl.inference.diagnostics import effective_sample_size
 from bayes_irl.inference.normalizers.importance import (
     KhatPolicy,
-    PolicyProposal,
     Proposal,
     TrajectoryBankNormalizer,
     TwistedProposal,
-    _check_positive_int,
-    _make_generator,
     check_step_rewards,
-    trajectory_returns,
+    check_theta,
+    make_generator,
 )
-from bayes_irl.mdp import TabularMDP
+from bayes_irl.trajectories import trajectory_returns
+from bayes_irl.validation import positive_int
 
 __all__ = ["SMCNormalizer", "smc_log_normalizer"]
 
@@ -86,7 +88,7 @@ def smc_log_normalizer(
     step_rewards = check_step_rewards(mdp, step_rewards).detach()
     if step_rewards.dim() != 2:
         raise ValueError(f"step_rewards must have shape (S, A); got {tuple(step_rewards.shape)}")
-    k = _check_positive_int(num_particles, "num_particles", minimum=2)
+    k = positive_int(num_particles, "num_particles", minimum=2)
     if not 0 <= float(ess_threshold) <= 1:
         raise ValueError(f"ess_threshold must lie in [0, 1]; got {ess_threshold!r}")
     horizon = mdp.horizon
@@ -109,7 +111,7 @@ def smc_log_normalizer(
         for t in range(horizon):
             if t > 0:
                 w = torch.softmax(log_w, -1)
-                ess_history.append(float(1.0 / (w**2).sum()))
+                ess_history.append(float(effective_sample_size(log_w)))
                 if ess_history[-1] < ess_threshold * k:
                     log_z = log_z + torch.logsumexp(log_w, -1) - log_k
                     index = torch.multinomial(w, k, replacement=True, generator=generator)
@@ -123,7 +125,7 @@ def smc_log_normalizer(
             states[:, t + 1] = next_state
             state = next_state
         log_z = log_z + torch.logsumexp(log_w, -1) - log_k
-        ess_history.append(float(1.0 / (torch.softmax(log_w, -1) ** 2).sum()))
+        ess_history.append(float(effective_sample_size(log_w)))
     trajectories = torch.stack([states, actions], dim=-1)
     return log_z, trajectories, log_w, ess_history
 
@@ -132,11 +134,11 @@ class SMCNormalizer(TrajectoryBankNormalizer):
     """Sequential Monte Carlo estimate of log Z (see the module docstring).
 
     Args:
-        mdp: the MDP (base measure).
         proposal: the per-step kernel: a :class:`PolicyProposal` (true dynamics or a
-            simulator) or a :class:`TwistedProposal`; default uniform policy.
+            simulator) or a :class:`TwistedProposal`; its ``mdp`` is the space.
         num_particles: K >= 2.
-        reference_rewards: ``r_ref[s, a]`` (S, A) to run the first sweep at; default zeros.
+        reward: reward model of the reference sweep (with ``theta``); default: zero rewards.
+        theta: reference parameters ``(D,)`` of ``reward``.
         twist: ``"proposal"`` (default: the proposal's ``twist`` if it has one, else none),
             ``None`` (no twist), or a tensor psi of shape (T + 1, S).
         ess_threshold: resampling threshold in [0, 1].
@@ -151,21 +153,26 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         ess_history: ESS before each resampling decision and at the end (T floats).
         num_unique_paths: distinct full paths in the bank (path degeneracy).
 
+    Raises:
+        ValueError: for a bad proposal, ``num_particles``, ``ess_threshold`` or ``twist``.
+
     Example:
         >>> from bayes_irl import GridWorld
+        >>> from bayes_irl.inference import PolicyProposal
         >>> world = GridWorld.create(size=3, horizon=4, seed=0)
-        >>> norm = SMCNormalizer(world.mdp, num_particles=64)
-        >>> norm.refresh(world.true_step_rewards()).log_normalizer(world.true_step_rewards()).shape
+        >>> reward, theta = world.reward_model, world.true_weights
+        >>> norm = SMCNormalizer(PolicyProposal(world.mdp), num_particles=64)
+        >>> norm.refresh(reward, theta).log_normalizer(reward, theta).shape
         torch.Size([])
     """
 
     def __init__(
         self,
-        mdp: TabularMDP,
-        proposal: Proposal | None = None,
+        proposal: Proposal,
         *,
         num_particles: int = 1000,
-        reference_rewards: torch.Tensor | None = None,
+        reward: Any = None,
+        theta: torch.Tensor | None = None,
         twist="proposal",
         ess_threshold: float = 0.5,
         kind: str = "global",
@@ -173,30 +180,29 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         seed: int | None = None,
         generator: torch.Generator | None = None,
     ) -> None:
-        super().__init__(mdp, kind=kind, khat_policy=khat_policy)
-        self.num_particles = _check_positive_int(num_particles, "num_particles", minimum=2)
+        if not isinstance(proposal, Proposal):
+            raise ValueError(
+                "proposal must be a tabular Proposal (PolicyProposal or TwistedProposal); got "
+                f"{type(proposal).__name__}"
+            )
+        super().__init__(proposal.mdp, kind=kind, khat_policy=khat_policy)
+        self.num_particles = positive_int(num_particles, "num_particles", minimum=2)
         if not 0 <= float(ess_threshold) <= 1:
             raise ValueError(f"ess_threshold must lie in [0, 1]; got {ess_threshold!r}")
         self.ess_threshold = float(ess_threshold)
-        proposal = PolicyProposal(mdp) if proposal is None else proposal
-        if not isinstance(proposal, Proposal):
-            raise ValueError(f"proposal must be a Proposal; got {type(proposal).__name__}")
-        if proposal.mdp is not mdp:
-            raise ValueError("proposal must be built on the same mdp as the normaliser")
         if not (twist is None or torch.is_tensor(twist) or twist == "proposal"):
             raise ValueError(
                 f"twist must be 'proposal', None or a (T + 1, S) tensor; got {twist!r}"
             )
+        if (reward is None) != (theta is None):
+            raise ValueError("reward and theta must be given together (or neither)")
         self.proposal = proposal
         self.twist = twist
-        self.generator = _make_generator(generator, seed, mdp.device)
-        if reference_rewards is None:
-            reference_rewards = torch.zeros(
-                mdp.num_states, mdp.num_actions, dtype=mdp.dtype, device=mdp.device
-            )
+        self.generator = make_generator(generator, seed, proposal.mdp.device)
         self.reference_log_z = math.nan
         self.num_resamples = 0
-        self.refresh(reference_rewards)
+        self._reference: tuple[Any, torch.Tensor] | None = None
+        self.refresh(reward, theta)
 
     def _twist_tensor(self) -> torch.Tensor | None:
         if self.twist is None:
@@ -205,11 +211,33 @@ class SMCNormalizer(TrajectoryBankNormalizer):
             return self.proposal.twist if isinstance(self.proposal, TwistedProposal) else None
         return self.twist
 
-    def refresh(self, step_rewards: torch.Tensor | None = None) -> SMCNormalizer:
-        """Run a new sweep at ``step_rewards`` (S, A) (default: the last reference); ``self``."""
-        if step_rewards is None:
-            step_rewards = self._reference
-        step_rewards = check_step_rewards(self.mdp, step_rewards).detach()
+    def refresh(self, reward: Any = None, theta: torch.Tensor | None = None) -> SMCNormalizer:
+        """Run a new sweep at ``reward``'s ``theta`` (D,) (default: the last reference).
+
+        ``theta`` alone keeps the last reward model. Returns ``self``.
+
+        Raises:
+            ValueError: for a ``theta`` that is not one parameter vector (D,).
+        """
+        mdp = self.mdp
+        if theta is None:
+            reference = self._reference
+        else:
+            reward = reward if reward is not None else (self._reference or (None,))[0]
+            theta = check_theta(reward, theta).detach()
+            if theta.dim() != 1:
+                raise ValueError(
+                    f"theta must have shape (D,) = ({theta.shape[-1]},) for an SMC sweep; got "
+                    f"{tuple(theta.shape)}"
+                )
+            reference = (reward, theta)
+        if reference is None:
+            step_rewards = torch.zeros(
+                mdp.num_states, mdp.num_actions, dtype=mdp.dtype, device=mdp.device
+            )
+        else:
+            step_rewards = reference[0].step_rewards(reference[1]).detach()
+        step_rewards = check_step_rewards(mdp, step_rewards)
         log_z, trajectories, log_w, ess_history = smc_log_normalizer(
             self.proposal, step_rewards, self.num_particles, twist=self._twist_tensor(),
             ess_threshold=self.ess_threshold, generator=self.generator,
@@ -220,8 +248,9 @@ class SMCNormalizer(TrajectoryBankNormalizer):
             generator=self.generator,
         )
         trajectories = trajectories[index]
-        self._reference = step_rewards
-        offsets = log_z - trajectory_returns(step_rewards, trajectories)
+        self._reference = reference
+        states, actions = mdp.split(trajectories)
+        offsets = log_z - trajectory_returns(step_rewards, states, actions)
         self._set_bank(trajectories, offsets)
         self.reference_log_z = float(log_z)
         self.ess_history = ess_history

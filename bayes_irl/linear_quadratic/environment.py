@@ -1,81 +1,37 @@
-r"""Continuous linear-quadratic (LQ) maximum-entropy environment.
+"""The linear-quadratic environment: known linear-Gaussian dynamics as a trajectory space.
 
-A trajectory is the flat vector
-
-.. math::
-
-    z = (x_0, u_0, x_1, u_1, \dots, x_{T-1}, u_{T-1}, x_T),
-    \qquad x_t \in \mathbb{R}^{d_x},\; u_t \in \mathbb{R}^{d_u},
-
-of length :math:`d = T (d_x + d_u) + d_x`; ``states[..., t, :]`` is :math:`x_t`
-(``t = 0..T``) and ``actions[..., t, :]`` is :math:`u_t` (``t = 0..T-1``), the action taken
-in :math:`x_t` that leads to :math:`x_{t+1}`.
-
-Base measure (the known dynamics; Lebesgue measure on the actions, i.e. no action prior)::
-
-    b(z) = N(x_0; m_0, S_0) prod_{t=0}^{T-1} N(x_{t+1}; A x_t + B u_t, W).
-
-Reward, linear in the parameters :math:`\theta = (q_1..q_{d_x}, r_1..r_{d_u})`, i.e. the
-diagonals of the state cost :math:`Q` and of the control cost :math:`R`::
-
-    R_theta(z) = sum_{t=0}^{T-1} theta . phi(x_t, u_t),
-    phi(x, u)  = -1/2 [x_1^2, ..., x_{d_x}^2, u_1^2, ..., u_{d_u}^2].
-
-**Time-indexing convention.** The reward is collected at the pairs
-:math:`(x_t, u_t)` for ``t = 0..T-1``; the final state :math:`x_T` carries no reward (no
-terminal cost). The summed feature counts are therefore
-``features = -1/2 [sum_{t<T} x_t**2, sum_{t<T} u_t**2]``.
-
-The maximum-entropy trajectory distribution
-:math:`P_\theta(z) = b(z) \exp R_\theta(z) / Z(\theta)` is Gaussian in :math:`z` because
-:math:`\log b + R_\theta` is a quadratic form::
-
-    log b(z) + R_theta(z) = -1/2 z^T Lambda(theta) z + eta^T z + c,
-    Lambda(theta) = Lambda_0 + diag(E theta),
-    Lambda_0 = blockdiag-embed(S_0^{-1}) + sum_t M_t^T W^{-1} M_t,
-    M_t z = x_{t+1} - A x_t - B u_t,
-    eta = (S_0^{-1} m_0, 0, ..., 0),
-    c = -1/2 m_0^T S_0^{-1} m_0 - 1/2 log det(2 pi S_0) - T/2 log det(2 pi W),
-
-where ``E`` (shape ``(d, D)``) places :math:`q` on the coordinates of
-:math:`x_0..x_{T-1}`, :math:`r` on those of :math:`u_0..u_{T-1}` and nothing on
-:math:`x_T`. Hence :math:`P_\theta = \mathcal{N}(\Lambda^{-1}\eta, \Lambda^{-1})`, which
-exists iff :math:`\Lambda(\theta)` is positive definite; the control part :math:`r` must be
-positive because the actions have no prior (at ``t = T-1`` nothing but :math:`R` bounds
-:math:`u_{T-1}`). The normaliser :math:`\log Z(\theta)` is computed in
-:mod:`bayes_irl.inference.normalizers.linear_quadratic`; this module provides the
-environment, the quadratic form, the Gaussian over trajectories and exact sampling.
-
-Examples:
-    >>> import torch
-    >>> mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=10)
-    >>> theta = torch.tensor([1.0, 0.5, 0.1], dtype=torch.float64)
-    >>> states, actions = sample_demonstrations(
-    ...     mdp, theta, 4, generator=torch.Generator().manual_seed(0))
-    >>> states.shape, actions.shape
-    (torch.Size([4, 11, 2]), torch.Size([4, 10, 1]))
+See :mod:`bayes_irl.linear_quadratic` for the maths; the Gaussian algebra (quadratic form,
+``log Z``) is in :mod:`bayes_irl.linear_quadratic.gaussian`.
 """
 
 from __future__ import annotations
 
 import math
 import operator
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, NamedTuple
+from collections.abc import Callable
+from typing import Any, Literal
 
 import torch
 from torch import Tensor
+from torch.distributions import constraints
 
-__all__ = [
-    "LinearQuadraticMDP",
-    "QuadraticForm",
-    "TrajectoryGaussian",
-    "check_trajectory_shapes",
-    "sample_demonstrations",
-]
+from bayes_irl.continuous import TrajectoryLayout, quadratic_features
+from bayes_irl.linear_quadratic.gaussian import (
+    QuadraticForm,
+    TrajectoryGaussian,
+    check_control_weights,
+    dense_log_normalizer,
+    gaussian_from_form,
+    mvn_log_density,
+    quadratic_form,
+    recursion_log_normalizer,
+    theta_free_form,
+)
 
-_LOG_2PI = math.log(2.0 * math.pi)
+__all__ = ["LQ_METHODS", "LinearQuadraticMDP", "log_partition", "sample_demonstrations"]
+
+LQ_METHODS = ("recursion", "dense")
+"""The two implementations of the LQ ``log Z`` (see :mod:`bayes_irl.linear_quadratic.gaussian`)."""
 
 
 def _to_tensor(value: Any, name: str, dtype: torch.dtype, device: torch.device) -> Tensor:
@@ -110,114 +66,6 @@ def _check_spd(matrix: Tensor, name: str) -> Tensor:
             f"`{name}` must be positive definite (its Cholesky factorisation failed); got {matrix}"
         )
     return tril
-
-
-def _mvn_log_density(residual: Tensor, tril: Tensor) -> Tensor:
-    """``log N(residual; 0, tril tril^T)`` for ``residual[..., k]``; returns shape ``(...)``."""
-    k = tril.shape[-1]
-    white = torch.linalg.solve_triangular(
-        tril.expand(*residual.shape[:-1], k, k), residual.unsqueeze(-1), upper=False
-    ).squeeze(-1)
-    half_logdet = tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-    return -0.5 * white.pow(2).sum(-1) - half_logdet - 0.5 * k * _LOG_2PI
-
-
-class QuadraticForm(NamedTuple):
-    r"""``log b(z) + R_theta(z) = -1/2 z^T precision z + shift^T z + constant``.
-
-    Attributes:
-        precision: :math:`\Lambda(\theta)`, shape ``batch_shape + (d, d)`` where
-            ``batch_shape = theta.shape[:-1]`` and ``d`` is the trajectory dimension.
-        shift: :math:`\eta`, shape ``batch_shape + (d,)`` (independent of ``theta``).
-        constant: :math:`c`, shape ``()`` (independent of ``theta``).
-    """
-
-    precision: Tensor
-    shift: Tensor
-    constant: Tensor
-
-
-@dataclass(frozen=True)
-class TrajectoryGaussian:
-    r"""Joint Gaussian :math:`\mathcal{N}(\mu, \Lambda^{-1})` over flattened trajectories ``z``.
-
-    Use :meth:`LinearQuadraticMDP.unflatten` to turn samples into ``(states, actions)``.
-
-    Attributes:
-        mean: :math:`\mu = \Lambda^{-1}\eta`, shape ``batch_shape + (d,)``.
-        precision: :math:`\Lambda`, shape ``batch_shape + (d, d)``.
-        precision_tril: lower Cholesky factor ``L`` with ``Lambda = L L^T``, shape
-            ``batch_shape + (d, d)``.
-    """
-
-    mean: Tensor
-    precision: Tensor
-    precision_tril: Tensor
-
-    @property
-    def batch_shape(self) -> torch.Size:
-        """``theta.shape[:-1]``: the batch shape of the parameters."""
-        return self.mean.shape[:-1]
-
-    @property
-    def event_dim(self) -> int:
-        """The trajectory dimension ``d = T (dx + du) + dx``."""
-        return self.mean.shape[-1]
-
-    @property
-    def covariance(self) -> Tensor:
-        r""":math:`\Lambda^{-1}`, shape ``batch_shape + (d, d)``."""
-        return torch.cholesky_inverse(self.precision_tril)
-
-    def sample(
-        self, sample_shape: Sequence[int] = (), *, generator: torch.Generator | None = None
-    ) -> Tensor:
-        """Draw exact samples ``z = mean + L^{-T} eps`` with ``eps ~ N(0, I)``.
-
-        Args:
-            sample_shape: leading shape of the draws.
-            generator: the random-number generator (explicit, for reproducibility).
-
-        Returns:
-            Tensor of shape ``sample_shape + batch_shape + (d,)``.
-        """
-        shape = torch.Size(sample_shape) + self.mean.shape
-        eps = torch.randn(
-            shape, generator=generator, dtype=self.mean.dtype, device=self.mean.device
-        )
-        d = self.event_dim
-        upper = self.precision_tril.mT.expand(*shape[:-1], d, d)
-        noise = torch.linalg.solve_triangular(upper, eps.unsqueeze(-1), upper=True).squeeze(-1)
-        return self.mean + noise
-
-    def log_prob(self, z: Tensor) -> Tensor:
-        """Log density of flattened trajectories.
-
-        Args:
-            z: shape ``(..., d)``, batch dims broadcastable with ``batch_shape``.
-
-        Returns:
-            Tensor of shape ``broadcast(z.shape[:-1], batch_shape)``.
-        """
-        diff = z - self.mean
-        d = self.event_dim
-        batch = torch.broadcast_shapes(diff.shape[:-1], self.batch_shape)
-        white = self.precision_tril.mT.expand(*batch, d, d) @ diff.expand(*batch, d).unsqueeze(-1)
-        half_logdet = self.precision_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        return -0.5 * white.squeeze(-1).pow(2).sum(-1) + half_logdet - 0.5 * d * _LOG_2PI
-
-    def entropy(self) -> Tensor:
-        """Differential entropy ``d/2 (1 + log 2 pi) - 1/2 log det Lambda``.
-
-        Returns:
-            Tensor of shape ``batch_shape``.
-        """
-        half_logdet = self.precision_tril.diagonal(dim1=-2, dim2=-1).log().sum(-1)
-        return 0.5 * self.event_dim * (1.0 + _LOG_2PI) - half_logdet
-
-    def to_distribution(self) -> torch.distributions.MultivariateNormal:
-        """The same Gaussian as a ``torch.distributions.MultivariateNormal`` (event dim ``d``)."""
-        return torch.distributions.MultivariateNormal(self.mean, precision_matrix=self.precision)
 
 
 class LinearQuadraticMDP:
@@ -301,7 +149,8 @@ class LinearQuadraticMDP:
         self._dynamics, self._control = a, b
         self._noise_cov = 0.5 * (w + w.mT)
         self._initial_mean, self._initial_cov = m0, 0.5 * (s0 + s0.mT)
-        self._base_form: tuple[Tensor, Tensor, Tensor, Tensor] | None = None
+        self._base_form: tuple[QuadraticForm, Tensor] | None = None
+        self._layout = TrajectoryLayout(horizon, dx, du)
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -478,8 +327,20 @@ class LinearQuadraticMDP:
             raise ValueError(f"`theta` must be finite (no NaN or inf); got {theta.detach()}")
         return theta
 
+    def check_control_weights(self, theta: Tensor) -> None:
+        """Raise unless every control weight ``theta[..., dx:]`` is positive.
+
+        Args:
+            theta: shape ``(..., D)``, already validated by :meth:`check_theta`.
+
+        Raises:
+            ValueError: if some ``r_j <= 0``: with Lebesgue measure on the actions the last
+                action ``u_{T-1}`` is then not integrable.
+        """
+        check_control_weights(theta, self._dx)
+
     def check_trajectories(self, states: Any, actions: Any) -> tuple[Tensor, Tensor]:
-        """Validate a batch of trajectories.
+        """Validate a batch of trajectories (:meth:`TrajectoryLayout.check_pair`).
 
         Args:
             states: shape ``(..., T+1, dx)``.
@@ -491,31 +352,132 @@ class LinearQuadraticMDP:
         Raises:
             ValueError: if a shape does not match or a value is NaN or infinite.
         """
-        states = torch.as_tensor(states).to(dtype=self._dtype, device=self._device)
-        actions = torch.as_tensor(actions).to(dtype=self._dtype, device=self._device)
-        check_trajectory_shapes(
-            states, actions, horizon=self._horizon, state_dim=self._dx, action_dim=self._du
-        )
-        return states, actions
+        return self._layout.check_pair(states, actions, dtype=self._dtype, device=self._device)
 
-    # ------------------------------------------------------------------ trajectories
-    def features(self, states: Any, actions: Any) -> Tensor:
-        """Summed feature counts ``sum_{t<T} phi(x_t, u_t)``.
+    # ------------------------------------------------------------------ trajectory space
+    @property
+    def layout(self) -> TrajectoryLayout:
+        """The flat encoding ``z = (x_0, u_0, ..., x_T)`` of the trajectories."""
+        return self._layout
+
+    @property
+    def event_shape(self) -> torch.Size:
+        """``(d,)``: one flat trajectory."""
+        return self._layout.event_shape
+
+    @property
+    def support(self) -> constraints.Constraint:
+        """Finite real vectors of length ``d`` (``event_dim = 1``)."""
+        return self._layout.support
+
+    def flatten(self, states: Any, actions: Any) -> Tensor:
+        """Interleave ``(states, actions)`` into ``z = (x_0, u_0, ..., u_{T-1}, x_T)``.
 
         Args:
             states: shape ``(..., T+1, dx)``.
             actions: shape ``(..., T, du)``.
 
         Returns:
-            ``F[..., k]`` of shape ``broadcast(batch) + (D,)``:
-            ``F[..., i] = -1/2 sum_{t<T} x_t[i]**2`` for ``i < dx`` and
-            ``F[..., dx + j] = -1/2 sum_{t<T} u_t[j]**2``. ``x_T`` is not counted.
+            Shape ``broadcast(batch) + (d,)`` with ``d = trajectory_dim``, the environment's
+            dtype and device.
+
+        Raises:
+            ValueError: as :meth:`check_trajectories`.
         """
-        states, actions = self.check_trajectories(states, actions)
-        batch = torch.broadcast_shapes(states.shape[:-2], actions.shape[:-2])
-        fx = -0.5 * states[..., :-1, :].pow(2).sum(-2)
-        fu = -0.5 * actions.pow(2).sum(-2)
-        return torch.cat([fx.expand(*batch, self._dx), fu.expand(*batch, self._du)], dim=-1)
+        return self._layout.flatten(*self.check_trajectories(states, actions))
+
+    def unflatten(self, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Inverse of :meth:`flatten` (:meth:`TrajectoryLayout.unflatten`).
+
+        Args:
+            z: shape ``(..., d)``.
+
+        Returns:
+            ``states`` of shape ``(..., T+1, dx)`` and ``actions`` of shape ``(..., T, du)``.
+
+        Raises:
+            ValueError: if ``z.shape[-1] != trajectory_dim``.
+        """
+        return self._layout.unflatten(z)
+
+    def split(self, value: Tensor) -> tuple[Tensor, Tensor]:
+        """:meth:`unflatten` (the :class:`~bayes_irl.protocols.TrajectorySpace` name)."""
+        return self._layout.unflatten(value)
+
+    def log_base(self, value: Tensor, *, given_initial_state: bool = False) -> Tensor:
+        """Log base density ``log b(z) = log N(x_0; m_0, S_0) + sum_t log N(x_{t+1}; ...)``.
+
+        The density is with respect to Lebesgue measure on states and actions (no action
+        prior), so ``b`` is not normalised in ``z``.
+
+        Args:
+            value: flat trajectories ``z``, shape ``(..., d)``.
+            given_initial_state: leave out ``log N(x_0; m_0, S_0)`` (``x_0`` is a context).
+
+        Returns:
+            Shape ``value.shape[:-1]``.
+
+        Raises:
+            ValueError: for a wrong last dimension or non-finite values.
+        """
+        states, actions = self.check_trajectories(*self._layout.unflatten(value))
+        predicted = states[..., :-1, :] @ self.dynamics.mT + actions @ self.control.mT
+        out = mvn_log_density(states[..., 1:, :] - predicted, self._noise_tril).sum(-1)
+        if not given_initial_state:
+            out = out + mvn_log_density(states[..., 0, :] - self.initial_mean, self._initial_tril)
+        return out
+
+    def prepare(self, data: Any) -> Tensor:
+        """Validate demonstrations; return flat trajectories ``z (n, d)`` (environment dtype).
+
+        Args:
+            data: a pair ``(states (n, T+1, dx), actions (n, T, du))`` or a tensor ``z (n, d)``.
+
+        Raises:
+            ValueError: for ``None``, wrong shapes or non-finite values.
+        """
+        return self._layout.prepare(data, dtype=self._dtype, device=self._device)
+
+    def arviz_groups(self, data: Tensor) -> dict:
+        """The layout's ArviZ groups plus the dynamics as ``constant_data``.
+
+        Args:
+            data: prepared trajectories, shape ``(n, d)``.
+
+        Returns:
+            ``observed_data`` (states, actions), ``constant_data`` (horizon, dynamics,
+            control, noise_cov, initial_mean, initial_cov), ``coords`` and ``dims``.
+        """
+        groups = self._layout.arviz_groups(data)
+        groups["constant_data"].update(
+            dynamics=self.dynamics.cpu().numpy(),
+            control=self.control.cpu().numpy(),
+            noise_cov=self.noise_cov.cpu().numpy(),
+            initial_mean=self.initial_mean.cpu().numpy(),
+            initial_cov=self.initial_cov.cpu().numpy(),
+        )
+        groups["dims"].update(
+            dynamics=["state_coord", "state_coord_2"],
+            control=["state_coord", "action_coord"],
+            noise_cov=["state_coord", "state_coord_2"],
+            initial_mean=["state_coord"],
+            initial_cov=["state_coord", "state_coord_2"],
+        )
+        return groups
+
+    # ------------------------------------------------------------------ trajectories
+    def features(self, states: Any, actions: Any) -> Tensor:
+        """Summed feature counts ``sum_{t<T} phi(x_t, u_t)`` of the quadratic reward.
+
+        Args:
+            states: shape ``(..., T+1, dx)``.
+            actions: shape ``(..., T, du)``.
+
+        Returns:
+            ``F[..., k]`` of shape ``broadcast(batch) + (D,)``
+            (:func:`bayes_irl.continuous.quadratic_features`). ``x_T`` is not counted.
+        """
+        return quadratic_features(*self.check_trajectories(states, actions))
 
     def returns(self, theta: Any, states: Any, actions: Any) -> Tensor:
         """Rewards ``R_theta(z) = theta . features(states, actions)``.
@@ -530,64 +492,6 @@ class LinearQuadraticMDP:
         """
         theta = self.check_theta(theta)
         return (theta * self.features(states, actions)).sum(-1)
-
-    def log_base(self, states: Any, actions: Any) -> Tensor:
-        """Log base density ``log b(z) = log N(x_0; m_0, S_0) + sum_t log N(x_{t+1}; ...)``.
-
-        The density is with respect to Lebesgue measure on states and actions (no action
-        prior), so ``b`` is not normalised in ``z``.
-
-        Args:
-            states: shape ``(..., T+1, dx)``.
-            actions: shape ``(..., T, du)``.
-
-        Returns:
-            Shape ``broadcast(states.shape[:-2], actions.shape[:-2])``.
-        """
-        states, actions = self.check_trajectories(states, actions)
-        initial = _mvn_log_density(states[..., 0, :] - self.initial_mean, self._initial_tril)
-        predicted = states[..., :-1, :] @ self.dynamics.mT + actions @ self.control.mT
-        transitions = _mvn_log_density(states[..., 1:, :] - predicted, self._noise_tril)
-        return initial + transitions.sum(-1)
-
-    def flatten(self, states: Any, actions: Any) -> Tensor:
-        """Interleave ``(states, actions)`` into ``z = (x_0, u_0, ..., u_{T-1}, x_T)``.
-
-        Args:
-            states: shape ``(..., T+1, dx)``.
-            actions: shape ``(..., T, du)``.
-
-        Returns:
-            Shape ``broadcast(batch) + (d,)`` with ``d = trajectory_dim``.
-        """
-        states, actions = self.check_trajectories(states, actions)
-        batch = torch.broadcast_shapes(states.shape[:-2], actions.shape[:-2])
-        T = self._horizon
-        states = states.expand(*batch, T + 1, self._dx)
-        pairs = torch.cat([states[..., :-1, :], actions.expand(*batch, T, self._du)], dim=-1)
-        return torch.cat([pairs.reshape(*batch, -1), states[..., -1, :]], dim=-1)
-
-    def unflatten(self, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Inverse of :meth:`flatten`.
-
-        Args:
-            z: shape ``(..., d)``.
-
-        Returns:
-            ``states`` of shape ``(..., T+1, dx)`` and ``actions`` of shape ``(..., T, du)``.
-
-        Raises:
-            ValueError: if ``z.shape[-1] != trajectory_dim``.
-        """
-        if z.ndim < 1 or z.shape[-1] != self.trajectory_dim:
-            raise ValueError(
-                f"`z` must have shape (..., {self.trajectory_dim}); got {tuple(z.shape)}"
-            )
-        T, dx, du = self._horizon, self._dx, self._du
-        batch = z.shape[:-1]
-        pairs = z[..., : T * (dx + du)].reshape(*batch, T, dx + du)
-        states = torch.cat([pairs[..., :dx], z[..., None, T * (dx + du) :]], dim=-2)
-        return states, pairs[..., dx:]
 
     def simulate(
         self,
@@ -633,40 +537,6 @@ class LinearQuadraticMDP:
         return torch.stack(states, dim=-2), torch.stack(actions, dim=-2)
 
     # ------------------------------------------------------------------ Gaussian form
-    def _theta_independent_form(self) -> tuple[Tensor, Tensor, Tensor, Tensor]:
-        """``(Lambda_0 (d, d), eta (d,), c (), E (d, D))``, cached."""
-        if self._base_form is not None:
-            return self._base_form
-        T, dx, du = self._horizon, self._dx, self._du
-        d, n = self.trajectory_dim, dx + du
-        kw = {"dtype": self._dtype, "device": self._device}
-        s0_inv = torch.cholesky_inverse(self._initial_tril)
-        w_inv = torch.cholesky_inverse(self._noise_tril)
-        # M v = x_{t+1} - A x_t - B u_t for v = (x_t, u_t, x_{t+1}) (contiguous in z).
-        m = torch.cat([-self.dynamics, -self.control, torch.eye(dx, **kw)], dim=-1)
-        block = m.mT @ w_inv @ m
-        precision = torch.zeros(d, d, **kw)
-        precision[:dx, :dx] += s0_inv
-        for t in range(T):
-            o = t * n
-            precision[o : o + n + dx, o : o + n + dx] += block
-        precision = 0.5 * (precision + precision.mT)
-        shift = torch.zeros(d, **kw)
-        shift[:dx] = s0_inv @ self.initial_mean
-        logdet_s0 = 2.0 * self._initial_tril.diagonal().log().sum()
-        logdet_w = 2.0 * self._noise_tril.diagonal().log().sum()
-        constant = (
-            -0.5 * self.initial_mean @ s0_inv @ self.initial_mean
-            - 0.5 * (dx * _LOG_2PI + logdet_s0)
-            - 0.5 * T * (dx * _LOG_2PI + logdet_w)
-        )
-        select = torch.zeros(d, self.num_params, **kw)
-        for t in range(T):
-            o = t * n
-            select[o : o + n, :] = torch.eye(n, **kw)
-        self._base_form = (precision, shift, constant, select)
-        return self._base_form
-
     def quadratic_form(self, theta: Any) -> QuadraticForm:
         """Coefficients of ``log b(z) + R_theta(z) = -1/2 z^T Lambda z + eta^T z + c``.
 
@@ -679,9 +549,9 @@ class LinearQuadraticMDP:
             for positive definiteness here (see :meth:`trajectory_gaussian`).
         """
         theta = self.check_theta(theta)
-        precision0, shift, constant, select = self._theta_independent_form()
-        precision = precision0 + torch.diag_embed(theta @ select.mT)
-        return QuadraticForm(precision, shift.expand(*theta.shape[:-1], -1), constant)
+        if self._base_form is None:  # theta-free, computed once
+            self._base_form = theta_free_form(self)
+        return quadratic_form(*self._base_form, theta)
 
     def trajectory_gaussian(self, theta: Any) -> TrajectoryGaussian:
         """The maxent trajectory distribution ``P_theta`` as a joint Gaussian over ``z``.
@@ -690,7 +560,8 @@ class LinearQuadraticMDP:
             theta: shape ``(..., D)``.
 
         Returns:
-            :class:`TrajectoryGaussian` with batch shape ``theta.shape[:-1]``, event ``(d,)``.
+            :class:`TrajectoryGaussian` with batch shape ``theta.shape[:-1]``, event ``(d,)``;
+            :meth:`split` turns its samples into ``(states, actions)``.
 
         Raises:
             ValueError: if ``theta`` is invalid, a control weight is not positive, or
@@ -698,32 +569,49 @@ class LinearQuadraticMDP:
         """
         theta = self.check_theta(theta)
         self.check_control_weights(theta)
-        form = self.quadratic_form(theta)
-        tril, info = torch.linalg.cholesky_ex(form.precision)
-        if bool((info != 0).any()):
-            raise ValueError(
-                "`theta` gives a trajectory precision Lambda(theta) that is not positive "
-                "definite, so exp(R_theta) b is not integrable; increase the state costs "
-                f"q = theta[..., :{self._dx}]; got theta={theta.detach()}"
-            )
-        mean = torch.cholesky_solve(form.shift.unsqueeze(-1), tril).squeeze(-1)
-        return TrajectoryGaussian(mean=mean, precision=form.precision, precision_tril=tril)
+        return gaussian_from_form(self.quadratic_form(theta), theta, self._dx)
 
-    def check_control_weights(self, theta: Tensor) -> None:
-        """Raise unless every control weight ``theta[..., dx:]`` is positive.
 
-        Args:
-            theta: shape ``(..., D)``, already validated by :meth:`check_theta`.
+def log_partition(
+    mdp: LinearQuadraticMDP,
+    theta: Any,
+    *,
+    method: Literal["recursion", "dense"] = "recursion",
+) -> Tensor:
+    """``log Z(theta) = log int b(z) exp(theta . sum_t phi(x_t, u_t)) dz``, exactly.
 
-        Raises:
-            ValueError: if some ``r_j <= 0``: with Lebesgue measure on the actions the last
-                action ``u_{T-1}`` is then not integrable.
-        """
-        if not bool((theta[..., self._dx :] > 0).all()):
-            raise ValueError(
-                f"`theta` control weights r = theta[..., {self._dx}:] must be > 0 (the actions "
-                f"have no prior, so Z(theta) is infinite otherwise); got theta={theta.detach()}"
-            )
+    Args:
+        mdp: the environment.
+        theta: reward parameters, shape ``batch_shape + (D,)`` with ``D = dx + du``
+            (``[q_0..q_{dx-1}, r_0..r_{du-1}]``); any leading ``batch_shape``.
+        method: ``"recursion"`` (``O(T)`` backward Riccati-style recursion) or ``"dense"``
+            (Cholesky of the dense ``(d, d)`` trajectory precision, ``O(d^3)``, a reference).
+
+    Returns:
+        Tensor of shape ``batch_shape``, differentiable with respect to ``theta``.
+
+    Raises:
+        ValueError: if ``method`` is unknown, ``theta`` has the wrong last dimension, is not
+            finite, has a non-positive control weight, or makes ``Lambda(theta)`` not
+            positive definite (``Z(theta) = inf``).
+
+    Examples:
+        >>> import torch
+        >>> mdp = LinearQuadraticMDP.default(dx=2, du=1, horizon=30)
+        >>> theta = torch.tensor([[1.0, 0.5, 0.1], [2.0, 1.0, 0.3]], dtype=torch.float64)
+        >>> log_z = log_partition(mdp, theta)
+        >>> log_z.shape
+        torch.Size([2])
+        >>> bool(torch.allclose(log_z, log_partition(mdp, theta, method="dense")))
+        True
+    """
+    if method not in LQ_METHODS:
+        raise ValueError(f"`method` must be one of {LQ_METHODS}; got {method!r}")
+    theta = mdp.check_theta(theta)
+    mdp.check_control_weights(theta)
+    if method == "dense":
+        return dense_log_normalizer(mdp.quadratic_form(theta), theta, mdp.state_dim)
+    return recursion_log_normalizer(mdp, theta)
 
 
 def sample_demonstrations(
@@ -758,34 +646,4 @@ def sample_demonstrations(
     with torch.no_grad():
         gaussian = mdp.trajectory_gaussian(theta)
         z = gaussian.sample((num,), generator=generator)
-    return mdp.unflatten(z)
-
-
-def check_trajectory_shapes(
-    states: Tensor, actions: Tensor, *, horizon: int, state_dim: int, action_dim: int
-) -> None:
-    """Check ``states (..., T+1, dx)`` and ``actions (..., T, du)``: shapes and finiteness.
-
-    Raises:
-        ValueError: for wrong trailing shapes, non-broadcasting batch dims or NaN/inf.
-    """
-    T, dx, du = horizon, state_dim, action_dim
-    if states.ndim < 2 or tuple(states.shape[-2:]) != (T + 1, dx):
-        raise ValueError(
-            f"`states` must have shape (..., T+1, dx) = (..., {T + 1}, {dx}); "
-            f"got {tuple(states.shape)}"
-        )
-    if actions.ndim < 2 or tuple(actions.shape[-2:]) != (T, du):
-        raise ValueError(
-            f"`actions` must have shape (..., T, du) = (..., {T}, {du}); "
-            f"got {tuple(actions.shape)}"
-        )
-    try:
-        torch.broadcast_shapes(states.shape[:-2], actions.shape[:-2])
-    except RuntimeError as error:
-        raise ValueError(
-            f"batch shapes of `states` {tuple(states.shape[:-2])} and `actions` "
-            f"{tuple(actions.shape[:-2])} do not broadcast"
-        ) from error
-    if not (bool(torch.isfinite(states).all()) and bool(torch.isfinite(actions).all())):
-        raise ValueError("`states` and `actions` must be finite (no NaN or inf)")
+    return mdp.split(z)
