@@ -67,6 +67,7 @@ from bayes_irl.inference.posterior import Posterior
 from bayes_irl.models.combined import CombinedModel
 from bayes_irl.models.demonstrations import DemonstrationModel
 from bayes_irl.models.preferences import PreferenceModel
+from bayes_irl.trajectories import feature_counts
 from bayes_irl.validation import positive_int
 
 __all__ = [
@@ -115,9 +116,10 @@ REPLICATORS: dict[type, Replicator] = {}
 def register_replicator(model_type: type, replicator: Replicator) -> None:
     """Make :func:`posterior_predictive_check` support ``model_type``.
 
-    The replicated data come from the model itself (its ``simulate`` method, e.g.
-    :meth:`~bayes_irl.models.DemonstrationModel.simulate`); a replicator only chooses the
-    test statistics and computes them on the observed and the replicated data.
+    The replicated data come from the model itself (its ``replicate(theta, data, *,
+    generator)`` method, e.g. :meth:`~bayes_irl.models.DemonstrationModel.replicate`); a
+    replicator only chooses the test statistics and computes them on the observed and the
+    replicated data.
 
     Args:
         model_type: a model class.
@@ -128,15 +130,24 @@ def register_replicator(model_type: type, replicator: Replicator) -> None:
     REPLICATORS[model_type] = replicator
 
 
+def _reward_site(model) -> str:
+    """The latent site of the reward parameters (the model protocol's ``latent_dims``)."""
+    sites = list(model.latent_dims)
+    if len(sites) != 1:
+        raise ValueError(
+            f"posterior predictive checks need one latent reward site; {type(model).__name__} "
+            f"has {sites}"
+        )
+    return sites[0]
+
+
 # ------------------------------------------------------------------ demonstrations
 def _trajectory_statistics(mdp, trajectories: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Per-trajectory feature counts (..., K) and state visits (..., S) of (..., T + 1, 2)."""
-    states, actions = trajectories[..., 0], trajectories[..., :-1, 1]
-    mask = actions >= 0
-    phi = mdp.features[states[..., :-1].clamp(min=0), actions.clamp(min=0)]  # (..., T, K)
-    counts = (phi * mask.unsqueeze(-1).to(phi.dtype)).sum(-2)
-    visits = torch.nn.functional.one_hot(states.clamp(min=0), mdp.num_states).to(phi.dtype)
-    visits = (visits * (states >= 0).unsqueeze(-1).to(phi.dtype)).sum(-2)
+    states, actions = mdp.split(trajectories)
+    counts = feature_counts(mdp.features, states, actions)
+    visits = torch.nn.functional.one_hot(states.clamp(min=0), mdp.num_states).to(counts.dtype)
+    visits = (visits * (states >= 0).unsqueeze(-1).to(counts.dtype)).sum(-2)
     return counts, visits
 
 
@@ -156,7 +167,7 @@ def _demonstration_statistics(
     model: DemonstrationModel, data: torch.Tensor, replicated: torch.Tensor
 ) -> list[PredictiveStatistic]:
     """Feature counts and state visits of observed (n, ...) and replicated (J, n, ...) demos."""
-    mdp = model.mdp
+    mdp = model.space
     replicated = _truncate_like(replicated, data)
     obs_counts, obs_visits = _trajectory_statistics(mdp, data.to(mdp.device))
     rep_counts, rep_visits = _trajectory_statistics(mdp, replicated)
@@ -182,9 +193,8 @@ def _demonstration_statistics(
 def _replicate_demonstrations(
     model: DemonstrationModel, data: torch.Tensor, draws: dict, generator: torch.Generator
 ) -> list[PredictiveStatistic]:
-    theta = draws[model.reward_model.site_name]  # (J, D)
-    initial = data[:, 0, 0] if model.given_initial_state else None
-    replicated = model.simulate(theta, data.shape[0], initial_states=initial, generator=generator)
+    theta = draws[_reward_site(model)]  # (J, D)
+    replicated = model.replicate(theta, data, generator=generator)
     return _demonstration_statistics(model, data, replicated)
 
 
@@ -219,16 +229,16 @@ def _preference_statistics(
 def _replicate_preferences(
     model: PreferenceModel, data, draws: dict, generator: torch.Generator
 ) -> list[PredictiveStatistic]:
-    theta = draws[model.reward_model.site_name]  # (J, D)
-    replicated = model.simulate(theta, data, generator=generator)
+    theta = draws[_reward_site(model)]  # (J, D)
+    replicated = model.replicate(theta, data, generator=generator)
     return _preference_statistics(model, data, theta, replicated)
 
 
 def _replicate_combined(
     model: CombinedModel, data: dict, draws: dict, generator: torch.Generator
 ) -> list[PredictiveStatistic]:
-    theta = draws[model.reward_model.site_name]
-    replicated = model.simulate(theta, data, generator=generator)
+    theta = draws[_reward_site(model)]
+    replicated = model.replicate(theta, data, generator=generator)
     return _demonstration_statistics(
         model.demonstrations, data["demonstrations"], replicated["demonstrations"]
     ) + _preference_statistics(

@@ -97,7 +97,7 @@ class CombinedModel:
         y = self.preferences.observe(theta, data["preferences"], subsample=subsample)
         return x, y
 
-    def simulate(
+    def replicate(
         self, theta: torch.Tensor, data: dict, *, generator: torch.Generator | None = None
     ) -> dict:
         """Draw replicated data of both parts given theta (posterior predictive checks).
@@ -109,21 +109,14 @@ class CombinedModel:
                 are drawn first, then preferences.
 
         Returns:
-            Dict with ``"demonstrations"``: as many full-length demonstrations as observed,
-            shape ``batch + (n,) + event_shape`` (started from the observed initial states
-            with ``given_initial_state``; see :meth:`DemonstrationModel.simulate`), and
-            ``"preferences"``: replicated outcomes or orders (see
-            :meth:`PreferenceModel.simulate`).
+            Dict with ``"demonstrations"`` (see :meth:`DemonstrationModel.replicate`) and
+            ``"preferences"`` (see :meth:`PreferenceModel.replicate`).
         """
-        demos = data["demonstrations"]
-        initial = None
-        if self.demonstrations.given_initial_state:
-            initial = self.demonstrations.space.split(demos)[0][:, 0]
         return {
-            "demonstrations": self.demonstrations.simulate(
-                theta, demos.shape[0], initial_states=initial, generator=generator
+            "demonstrations": self.demonstrations.replicate(
+                theta, data["demonstrations"], generator=generator
             ),
-            "preferences": self.preferences.simulate(
+            "preferences": self.preferences.replicate(
                 theta, data["preferences"], generator=generator
             ),
         }

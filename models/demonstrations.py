@@ -256,6 +256,27 @@ class DemonstrationModel:
         draws = self.normalizer.sample(self.reward_model, theta, (n,), **options)
         return draws.movedim(0, theta.dim() - 1)  # batch + (n,) + event
 
+    def replicate(
+        self, theta: Tensor, data: Tensor, *, generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Draw a replicate of the prepared data per theta (posterior predictive checks).
+
+        As many demonstrations as observed, started from the observed initial states when
+        the model conditions on them (``given_initial_state``). The draws are full length;
+        a check that compares them with truncated observations cuts them to the observed
+        lengths itself.
+
+        Args:
+            theta: reward parameters, shape ``batch + (D,)`` (e.g. J posterior draws).
+            data: the prepared demonstrations, ``(n, *event_shape)``.
+            generator: torch random generator (default: the global RNG).
+
+        Returns:
+            Trajectories of shape ``batch + (n,) + event_shape``.
+        """
+        initial = self.space.split(data)[0][:, 0] if self.given_initial_state else None
+        return self.simulate(theta, data.shape[0], initial_states=initial, generator=generator)
+
     def sufficient_statistics_potential(
         self, data: Any
     ) -> Callable[[dict[str, Tensor]], Tensor] | None:

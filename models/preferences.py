@@ -17,7 +17,7 @@ and their validation in :mod:`bayes_irl.models.preference_data`.
 The model follows :class:`bayes_irl.protocols.Model`, so ``bayes_irl.inference.fit`` and
 ``Posterior.to_inference_data`` work unchanged; the log-likelihood group has one value per
 comparison (or ranking). :func:`simulate_comparisons` and :func:`simulate_rankings` draw
-data from the model at a known theta*; :meth:`PreferenceModel.simulate` draws
+data from the model at a known theta*; :meth:`PreferenceModel.replicate` draws
 replicated observations for posterior predictive checks.
 """
 
@@ -240,7 +240,7 @@ class PreferenceModel:
         likelihood = self.distribution(self.item_returns(theta, data), data)
         return likelihood.log_prob(data.observations())
 
-    def simulate(
+    def replicate(
         self,
         theta: torch.Tensor,
         data: PreparedPreferences,

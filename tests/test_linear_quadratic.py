@@ -44,7 +44,7 @@ THETAS = [
 def _one_torch_thread():
     # Tiny linear-algebra ops (3x3 Cholesky -> aten::tril) enter torch's thread pool; on this
     # 2-core machine under load, 2 threads made each such op ~1000x slower (6 ms instead of
-    # 3 us; DESIGN.md also measured 1 thread faster). Restored after each test.
+    # 3 us; the benchmarks also measured 1 thread faster). Restored after each test.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     yield

@@ -40,7 +40,8 @@ def test_wheel_contains_and_imports_namespace(tmp_path):
     (wheel,) = (tmp_path / "dist").glob("bayes_irl-*.whl")
     names = zipfile.ZipFile(wheel).namelist()
     assert "bayes_irl/models/maxent.py" in names
-    assert "bayes_irl/inference/exact.py" in names
+    assert "bayes_irl/inference/normalizers/exact.py" in names
+    assert "bayes_irl/rewards/base.py" in names
     assert "bayes_irl/py.typed" in names
     target = tmp_path / "site"
     zipfile.ZipFile(wheel).extractall(target)

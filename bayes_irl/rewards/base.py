@@ -16,7 +16,8 @@ Why a plate and not ``.to_event(1)``: with theta's D coordinates in a plate, Pyr
 vectorised ``Predictive`` (and ArviZ's log-likelihood computation) place posterior draws in
 a batch dimension to the left of that plate, and every downstream tensor broadcasts
 cleanly; with ``to_event`` the vectorised trace mis-shapes the demonstrations plate and the
-log_likelihood group is silently lost (measured in the prototype, see DESIGN.md).
+log_likelihood group is silently lost (measured on a prototype; ``tests/test_arviz.py``
+checks that the group is present).
 
 ``ContinuousReward`` (the former base class of the continuous rewards) is this class:
 a documented rename.
