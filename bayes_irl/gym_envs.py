@@ -12,8 +12,8 @@ dynamics of a :class:`~bayes_irl.linear_quadratic.LinearQuadraticMDP`::
 Observation ``x_t`` (``Box(-inf, inf, (dx,), float64)``), action ``u_t``
 (``Box(-inf, inf, (du,), float64)``). The reward is returned for information only, at a
 fixed ``theta`` given to the constructor (zero when ``theta=None``): inverse RL never reads
-it. Code that should not know the dynamics (:class:`bayes_irl.inference.normalizers.simulator.
-SimulatorImportanceNormalizer`) uses ``reset``/``step`` only.
+it. Code that should not know the dynamics (the ``SimulatorProposal`` of
+:mod:`bayes_irl.inference.normalizers.simulator_proposal`) uses ``reset``/``step`` only.
 
 gymnasium is an optional dependency (``pip install bayes_irl[dev]`` or
 ``pip install gymnasium``); this module imports without it and raises an ``ImportError``
