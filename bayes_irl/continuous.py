@@ -228,6 +228,10 @@ class TrajectoryLayout:
         states = torch.cat([pairs[..., :dx], z[..., None, T * (dx + du) :]], dim=-2)
         return states, pairs[..., dx:]
 
+    def is_truncated(self, value: Tensor) -> bool:
+        """Always False: continuous trajectories are observed for the whole horizon."""
+        return False
+
     def split(self, value: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`unflatten` (the :class:`~bayes_irl.protocols.TrajectorySpace` name)."""
         return self.unflatten(value)

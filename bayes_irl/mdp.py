@@ -335,6 +335,14 @@ class TabularMDP:
         """:class:`~bayes_irl.trajectories.TrajectoryConstraint` of this MDP (event_dim 2)."""
         return TrajectoryConstraint(self.num_states, self.num_actions, self.horizon)
 
+    def is_truncated(self, value: torch.Tensor) -> bool:
+        """Whether any trajectory in ``value (..., T + 1, 2)`` is observed for fewer than T steps.
+
+        Truncated trajectories (-1 padding) need the exact likelihood, which marginalises
+        their unobserved remainder.
+        """
+        return bool((value[..., :-1, 1] < 0).any())
+
     def split(self, value: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode ``value (..., T + 1, 2)`` into ``states (..., T + 1)``, ``actions (..., T)``.
 

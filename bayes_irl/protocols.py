@@ -10,8 +10,9 @@ implement the *same* protocols; a new environment family implements them, it doe
 copy the stack.
 
 * :class:`TrajectorySpace`: the event encoding of one trajectory, its support, ``split``
-  into (states, actions), the base measure ``log b(x)``, validation of user data and the
-  ArviZ groups. Implemented by ``TabularMDP``, ``LinearQuadraticMDP``, ``TrajectoryLayout``.
+  into (states, actions), ``is_truncated``, the base measure ``log b(x)``, validation of
+  user data and the ArviZ groups. Implemented by ``TabularMDP``, ``LinearQuadraticMDP``,
+  ``TrajectoryLayout``.
 * :class:`RewardModel`: a prior over theta (D,), sampled in a plate, and the return
   ``R_theta(x)`` of trajectories (``LinearReward``, ``MLPReward``, ``QuadraticReward``, ...).
 * :class:`Normalizer`: ``log Z(theta)`` (differentiable), trajectory sampling (exact, or
@@ -76,6 +77,14 @@ class TrajectorySpace(Protocol):
 
         Tabular: int ``(..., T + 1)`` and ``(..., T)``, ``-1`` where unobserved. Continuous:
         float ``(..., T + 1, dx)`` and ``(..., T, du)``.
+        """
+        ...
+
+    def is_truncated(self, value: Tensor) -> bool:
+        """Whether any trajectory in ``value`` is observed only in part (tabular padding).
+
+        The likelihood of a truncated trajectory marginalises its unobserved remainder,
+        which needs an exact normaliser (:class:`ExactLikelihood`).
         """
         ...
 

@@ -82,11 +82,8 @@ class CombinedModel:
             raise ValueError(
                 "data must be a dict with keys 'demonstrations' and 'preferences' (or a pair)"
             )
-        demos = data["demonstrations"]
-        if not torch.is_tensor(demos) or demos.dtype != torch.int64:
-            demos = self.demonstrations.prepare_data(demos)
         return {
-            "demonstrations": demos,
+            "demonstrations": self.demonstrations.prepare_data(data["demonstrations"]),
             "preferences": self.preferences.prepare_data(data["preferences"]),
         }
 

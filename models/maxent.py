@@ -30,7 +30,6 @@ from pyro.distributions import TorchDistribution
 from torch import Tensor
 from torch.distributions import constraints
 
-from bayes_irl.mdp import TabularMDP
 from bayes_irl.protocols import ExactLikelihood
 from bayes_irl.trajectories import TrajectoryConstraint
 
@@ -133,7 +132,7 @@ class MaxEntTrajectory(TorchDistribution):
                 self.reward, theta, value, given_initial_state=self.given_initial_state
             )
             return out.expand(shape)
-        if self.given_initial_state or self.kind != "global" or self._truncated(value):
+        if self.given_initial_state or self.kind != "global" or self.space.is_truncated(value):
             raise ValueError(
                 "truncated trajectories, given_initial_state=True and the causal model need "
                 f"an exact normaliser (ExactNormalizer); {type(self.normalizer).__name__} "
@@ -144,10 +143,6 @@ class MaxEntTrajectory(TorchDistribution):
         out = self.reward.returns(theta, *self.space.split(value)) + self.space.log_base(value)
         out = out - self.normalizer.log_normalizer(self.reward, theta)
         return out.expand(shape)
-
-    def _truncated(self, value: Tensor) -> bool:
-        """Whether tabular trajectories have unobserved steps (-1 actions)."""
-        return isinstance(self.space, TabularMDP) and bool((value[..., :-1, 1] < 0).any())
 
     def sample(self, sample_shape=()) -> Tensor:
         """Draw trajectories, shape ``sample_shape + batch_shape + event_shape``.

@@ -400,6 +400,10 @@ class LinearQuadraticMDP:
         """
         return self._layout.unflatten(z)
 
+    def is_truncated(self, value: Tensor) -> bool:
+        """Always False: continuous trajectories are observed for the whole horizon."""
+        return False
+
     def split(self, value: Tensor) -> tuple[Tensor, Tensor]:
         """:meth:`unflatten` (the :class:`~bayes_irl.protocols.TrajectorySpace` name)."""
         return self._layout.unflatten(value)

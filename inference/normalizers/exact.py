@@ -48,7 +48,7 @@ from bayes_irl.soft_bellman import (
     soft_policy,
     soft_values,
 )
-from bayes_irl.trajectories import _take
+from bayes_irl.trajectories import _take, trajectory_returns
 
 __all__ = ["ExactNormalizer"]
 
@@ -184,7 +184,7 @@ class ExactNormalizer:
         mdp = self.mdp
         rewards = _step_rewards(reward, theta)  # theta_batch + (S, A)
         value = value.to(mdp.device)
-        states, actions = value[..., 0], value[..., :-1, 1]
+        states, actions = mdp.split(value)
         observed = actions >= 0  # traj_batch + (T,)
         s = states[..., :-1].clamp(min=0)
         a = actions.clamp(min=0)
@@ -194,16 +194,11 @@ class ExactNormalizer:
         num_sa = mdp.num_states * mdp.num_actions
         sa_index = s * mdp.num_actions + a  # traj_batch + (T,)
 
-        def gather_sa(table: Tensor) -> Tensor:
-            """table: batch + (S, A) -> shape + (T,), the entries at (s_t, a_t)."""
-            return _take(table.reshape(*table.shape[:-2], num_sa), sa_index, shape)
-
         def masked_sum(per_step: Tensor) -> Tensor:
             return torch.where(observed, per_step, per_step.new_zeros(())).sum(-1)
 
-        truncated = bool((~observed).any())
-        if self.kind == "global" and not given_initial_state and not truncated:
-            ret = masked_sum(gather_sa(rewards))
+        if self.kind == "global" and not given_initial_state and not mdp.is_truncated(value):
+            ret = trajectory_returns(rewards, states, actions)
             log_z = log_partition(mdp, rewards)
             log_base = mdp.log_base(value)
             return (ret + log_base - log_z).expand(shape)
@@ -226,7 +221,7 @@ class ExactNormalizer:
         lengths = observed.sum(-1)
         s_last = states.gather(-1, lengths.unsqueeze(-1)).squeeze(-1)
         v_flat = values.reshape(*values.shape[:-2], -1)  # theta_batch + ((T + 1) S,)
-        ret = masked_sum(gather_sa(rewards))
+        ret = trajectory_returns(rewards, states, actions)
         log_base = mdp.log_base(value, given_initial_state=given_initial_state)
         tail_index = (lengths * mdp.num_states + s_last).unsqueeze(-1)
         tail = _take(v_flat, tail_index, shape).squeeze(-1)
