@@ -46,7 +46,9 @@ __all__ = [
     "log_partition",
     "soft_policy",
     "step_q_values",
+    "categorical",
     "check_kind",
+    "check_step_rewards",
     "KINDS",
     "soft_values",
     "continuation",
@@ -64,7 +66,8 @@ def check_kind(kind: str) -> None:
         raise ValueError(f"kind must be one of {KINDS}; got {kind!r}")
 
 
-def _check_step_rewards(mdp: TabularMDP, step_rewards: torch.Tensor) -> None:
+def check_step_rewards(mdp: TabularMDP, step_rewards: torch.Tensor) -> None:
+    """Raise ValueError unless ``step_rewards`` is a tensor of shape ``(..., S, A)``."""
     if not torch.is_tensor(step_rewards):
         raise ValueError(f"step_rewards must be a torch.Tensor; got {type(step_rewards).__name__}")
     if step_rewards.dim() < 2 or step_rewards.shape[-2:] != (mdp.num_states, mdp.num_actions):
@@ -349,7 +352,7 @@ def soft_values(
         ValueError: for an unknown ``kind`` or ``backend`` or mis-shaped rewards.
     """
     check_kind(kind)
-    _check_step_rewards(mdp, step_rewards)
+    check_step_rewards(mdp, step_rewards)
     if backend not in ("auto", "sparse", "reference"):
         raise ValueError(f"backend must be 'auto', 'sparse' or 'reference'; got {backend!r}")
     local = step_rewards + mdp.action_log_base.to(step_rewards.dtype)  # (..., S, A)
@@ -417,7 +420,7 @@ def log_partition(mdp: TabularMDP, step_rewards: torch.Tensor) -> torch.Tensor:
     return torch.logsumexp(v0 + mdp.initial.log(), dim=-1)
 
 
-def _categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+def categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
     """Draw one index per row of ``logits`` (shape (N, C)); returns shape (N,)."""
     probs = torch.softmax(logits, dim=-1)
     return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
@@ -452,7 +455,7 @@ def sample_maxent_trajectories(
         ``[..., 0]``, actions in ``[..., 1]``, last action -1).
     """
     check_kind(kind)
-    _check_step_rewards(mdp, step_rewards)
+    check_step_rewards(mdp, step_rewards)
     if step_rewards.dim() != 2:
         raise ValueError(
             f"step_rewards must have shape (S, A) for sampling; got {tuple(step_rewards.shape)}"
@@ -465,7 +468,7 @@ def sample_maxent_trajectories(
             logits0 = mdp.initial.log()
             if kind == "global":
                 logits0 = logits0 + values[0]
-            state = _categorical(logits0.expand(num_samples, -1), generator)
+            state = categorical(logits0.expand(num_samples, -1), generator)
         else:
             state = torch.as_tensor(initial_states, dtype=torch.int64, device=mdp.device)
             if state.shape != (num_samples,):
@@ -475,12 +478,12 @@ def sample_maxent_trajectories(
         states, actions = [state], []
         for t in range(mdp.horizon):
             q = step_q_values(mdp, step_rewards, values[t + 1], kind=kind)  # (S, A)
-            action = _categorical(q[state], generator)
+            action = categorical(q[state], generator)
             succ_logits = mdp.successor_log_probs[state, action]  # (n, F)
             succ = mdp.successors[state, action]
             if kind == "global":
                 succ_logits = succ_logits + values[t + 1][succ]
-            choice = _categorical(succ_logits, generator)
+            choice = categorical(succ_logits, generator)
             state = succ.gather(-1, choice.unsqueeze(-1)).squeeze(-1)
             states.append(state)
             actions.append(action)

@@ -45,7 +45,12 @@ import torch
 from pyro import poutine
 
 from bayes_irl.inference.diagnostics import importance_diagnostics
-from bayes_irl.inference.normalizers.importance import TrajectoryBankNormalizer, make_generator
+from bayes_irl.inference.normalizers.importance import (
+    TrajectoryBankNormalizer,
+    check_theta,
+    draw_returns,
+    make_generator,
+)
 from bayes_irl.protocols import GuidePolicy
 from bayes_irl.validation import positive_int
 
@@ -53,14 +58,6 @@ __all__ = ["GuidePolicyTrainer", "GuideTrainingLog", "guide_objective"]
 
 Method = Literal["reverse_kl", "forward_kl", "soft_backup"]
 _METHODS = ("reverse_kl", "forward_kl", "soft_backup")
-
-
-def _returns(reward: Any, theta: torch.Tensor, space: Any, value: torch.Tensor) -> torch.Tensor:
-    """``R_theta(x_k)`` of draws ``value (K, *event)`` for ``theta (M, D)``; shape (M, K)."""
-    states, actions = space.split(value)
-    if states.is_floating_point():
-        states, actions = states.to(theta.dtype), actions.to(theta.dtype)
-    return reward.returns(theta.unsqueeze(-2), states, actions)
 
 
 def guide_objective(
@@ -110,7 +107,8 @@ def guide_objective(
     log_q = proposal.log_prob(value)  # (K,), differentiable in q's parameters
     with torch.no_grad():
         theta = theta.detach().reshape(-1, theta.shape[-1])
-        log_w = _returns(reward, theta, proposal.space, value) + log_ratio.to(theta.dtype)
+        log_w = draw_returns(reward, theta, *proposal.space.split(value))
+        log_w = log_w + log_ratio.to(theta.dtype)
     if method == "reverse_kl":
         f = log_w.mean(0)  # (K,)
         baseline = (f.sum() - f) / (f.shape[0] - 1)  # leave-one-out
@@ -236,13 +234,12 @@ class GuidePolicyTrainer:
     @staticmethod
     def _check_theta(reward: Any, theta: Any) -> torch.Tensor:
         theta = torch.as_tensor(theta).detach()
-        num = getattr(reward, "num_params", None)
-        if theta.dim() not in (1, 2) or (num is not None and theta.shape[-1] != num):
+        if theta.dim() not in (1, 2):
+            num = getattr(reward, "num_params", None)
             raise ValueError(
                 f"theta must have shape (D,) or (M, D) with D = {num}; got {tuple(theta.shape)}"
             )
-        if bool(torch.isnan(theta).any()):
-            raise ValueError(f"theta contains NaN; got {theta}")
+        theta = check_theta(reward, theta)  # D, NaN and the reward's returns()
         return theta.reshape(-1, theta.shape[-1])
 
     def train(self, reward: Any, theta: torch.Tensor, num_steps: int | None = None) -> np.ndarray:

@@ -309,13 +309,12 @@ class DemonstrationModel:
             return None
         if self.given_initial_state or not torch.is_tensor(data) or data.dim() != 3:
             return None
-        states, actions = self.space.split(data)
-        if not bool((actions >= 0).all()):
+        if self.space.is_truncated(data):
             return None
         prior = reward.prior
         if prior.support is not constraints.real:
             return None
-        stats = feature_counts(reward.features, states, actions).sum(0)  # Phi, shape (K,)
+        stats = feature_counts(reward.features, *self.space.split(data)).sum(0)  # Phi, shape (K,)
         count = data.shape[0]
         site = reward.site_name
 

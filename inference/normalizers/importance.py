@@ -78,7 +78,8 @@ from bayes_irl.inference.diagnostics import (
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.policies import TabularPolicy
 from bayes_irl.protocols import GuidePolicy
-from bayes_irl.soft_bellman import soft_policy, soft_values
+from bayes_irl.soft_bellman import categorical, soft_policy, soft_values
+from bayes_irl.soft_bellman import check_step_rewards as check_shape
 from bayes_irl.validation import positive_int
 
 __all__ = [
@@ -90,6 +91,7 @@ __all__ = [
     "TrajectoryBankNormalizer",
     "TwistedProposal",
     "check_step_rewards",
+    "draw_returns",
 ]
 
 KhatPolicy = Literal["warn", "raise", "ignore"]
@@ -104,12 +106,6 @@ class ImportanceSamplingError(RuntimeError):
 
 
 # ---------------------------------------------------------------------------- helpers
-def _categorical(logits: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
-    """One draw per row of ``logits`` (shape (n, C)); returns int64 of shape (n,)."""
-    probs = torch.softmax(logits, dim=-1)
-    return torch.multinomial(probs, 1, generator=generator).squeeze(-1)
-
-
 def make_generator(
     generator: torch.Generator | None, seed: int | None, device: torch.device | str = "cpu"
 ) -> torch.Generator:
@@ -132,13 +128,7 @@ def check_step_rewards(mdp: TabularMDP, step_rewards) -> torch.Tensor:
     Raises:
         ValueError: naming ``step_rewards`` and the expected shape, or reporting NaN.
     """
-    if not torch.is_tensor(step_rewards):
-        raise ValueError(f"step_rewards must be a torch.Tensor; got {type(step_rewards).__name__}")
-    if step_rewards.dim() < 2 or step_rewards.shape[-2:] != (mdp.num_states, mdp.num_actions):
-        raise ValueError(
-            f"step_rewards must have shape (..., S, A) = (..., {mdp.num_states}, "
-            f"{mdp.num_actions}); got {tuple(step_rewards.shape)}"
-        )
+    check_shape(mdp, step_rewards)
     if torch.isnan(step_rewards).any():
         raise ValueError("step_rewards contains NaN; check the reward model's parameters")
     return step_rewards
@@ -167,6 +157,23 @@ def check_theta(reward: Any, theta: Any) -> torch.Tensor:
     if bool(torch.isnan(theta).any()):
         raise ValueError(f"theta contains NaN; got {theta.detach()}")
     return theta
+
+
+def draw_returns(
+    reward: Any, theta: torch.Tensor, states: torch.Tensor, actions: torch.Tensor
+) -> torch.Tensor:
+    """``R_theta(x_k)`` of K draws for every theta: shape ``theta.shape[:-1] + (K,)``.
+
+    Args:
+        reward: the reward model (``returns(theta, states, actions)``).
+        theta: shape ``batch + (D,)``.
+        states: the draws' states, ``(K, ...)`` as split by the space (continuous states
+            are cast to theta's dtype).
+        actions: the draws' actions, ``(K, ...)``.
+    """
+    if states.is_floating_point():
+        states, actions = states.to(theta.dtype), actions.to(theta.dtype)
+    return reward.returns(theta.unsqueeze(-2), states, actions)
 
 
 # ---------------------------------------------------------------------------- proposals
@@ -374,9 +381,9 @@ class PolicyProposal(Proposal):
     def step(self, t, states, *, generator=None):  # noqa: D102
         mdp = self.mdp
         log_pi = self.policy.log_probs()[t]  # (S, A)
-        action = _categorical(log_pi[states], generator)
+        action = categorical(log_pi[states], generator)
         if self.simulator is None:
-            choice = _categorical(mdp.successor_log_probs[states, action], generator)
+            choice = categorical(mdp.successor_log_probs[states, action], generator)
             succ = mdp.successors[states, action].gather(-1, choice.unsqueeze(-1)).squeeze(-1)
         else:
             succ = torch.as_tensor(self.simulator(t, states, action, generator))
@@ -472,16 +479,16 @@ class TwistedProposal(Proposal):
 
     def initial(self, num, *, generator=None):  # noqa: D102
         logits = self._initial_logits()
-        state = _categorical(logits.expand(num, -1), generator)
+        state = categorical(logits.expand(num, -1), generator)
         log_w = torch.logsumexp(logits, -1) - self.twist[0][state]
         return state, log_w
 
     def step(self, t, states, *, generator=None):  # noqa: D102
         mdp = self.mdp
         log_pi = self.policy.log_probs()[t]
-        action = _categorical(log_pi[states], generator)
+        action = categorical(log_pi[states], generator)
         logits = self._transition_logits(t)[states, action]  # (n, F)
-        choice = _categorical(logits, generator)
+        choice = categorical(logits, generator)
         succ = mdp.successors[states, action].gather(-1, choice.unsqueeze(-1)).squeeze(-1)
         log_c = torch.logsumexp(logits, -1)
         log_w = (
@@ -606,11 +613,7 @@ class TrajectoryBankNormalizer:
         Raises:
             ValueError: for a ``theta`` of the wrong shape or with NaN.
         """
-        theta = check_theta(reward, theta)
-        states, actions = self._split
-        if states.is_floating_point():
-            states, actions = states.to(theta.dtype), actions.to(theta.dtype)
-        returns = reward.returns(theta.unsqueeze(-2), states, actions)
+        returns = draw_returns(reward, check_theta(reward, theta), *self._split)
         return returns + self.offsets.to(returns.dtype)
 
     def log_normalizer(self, reward: Any, theta: torch.Tensor) -> torch.Tensor:
