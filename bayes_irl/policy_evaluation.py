@@ -42,7 +42,13 @@ from typing import NamedTuple
 import torch
 
 from bayes_irl.mdp import TabularMDP
-from bayes_irl.soft_bellman import MaxEntKind, check_step_rewards, continuation, soft_values
+from bayes_irl.soft_bellman import (
+    MaxEntKind,
+    categorical,
+    check_step_rewards,
+    continuation,
+    soft_values,
+)
 
 __all__ = [
     "PlanningResult",
@@ -54,6 +60,7 @@ __all__ = [
     "soft_optimal_policy",
     "optimal_value",
     "regret",
+    "sample_trajectories",
 ]
 
 _PROB_ATOL = 1e-6
@@ -348,3 +355,44 @@ def regret(
     """
     best = optimal_value(mdp, step_rewards, initial=initial)
     return best - expected_return(mdp, policy, step_rewards, initial=initial)
+
+
+def sample_trajectories(
+    mdp: TabularMDP,
+    policy: torch.Tensor,
+    num_samples: int,
+    *,
+    generator: torch.Generator | None = None,
+    initial: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Roll out ``num_samples`` episodes of ``policy`` under the MDP's (untilted) dynamics.
+
+    Args:
+        mdp: the MDP.
+        policy: ``pi[t, s, a]`` (T, S, A) or (S, A).
+        num_samples: n >= 1.
+        generator: torch generator for reproducibility.
+        initial: optional start distribution (S,).
+
+    Returns:
+        int64 trajectories (n, T + 1, 2) in the encoding of :mod:`bayes_irl.trajectories`.
+    """
+    policy = check_policy(mdp, policy)
+    if policy.dim() != 3:
+        raise ValueError(
+            f"policy must have shape (T, S, A) for sampling; got {tuple(policy.shape)}"
+        )
+    if int(num_samples) < 1:
+        raise ValueError(f"num_samples must be >= 1; got {num_samples}")
+    init = _initial(mdp, initial)
+    with torch.no_grad():
+        state = torch.multinomial(init, int(num_samples), replacement=True, generator=generator)
+        states, actions = [state], []
+        for t in range(mdp.horizon):
+            action = torch.multinomial(policy[t, state], 1, generator=generator).squeeze(-1)
+            choice = categorical(mdp.successor_log_probs[state, action], generator)
+            state = mdp.successors[state, action].gather(-1, choice.unsqueeze(-1)).squeeze(-1)
+            states.append(state)
+            actions.append(action)
+        actions.append(torch.full_like(state, -1))
+        return torch.stack([torch.stack(states, -1), torch.stack(actions, -1)], dim=-1)

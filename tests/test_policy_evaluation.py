@@ -182,3 +182,22 @@ def test_other_bad_inputs_are_rejected():
     uniform = torch.full((env.mdp.num_states, env.mdp.num_actions), 1 / 3, dtype=torch.float64)
     with pytest.raises(ValueError, match="zero base measure"):
         check_policy(env.mdp, uniform)
+
+
+def test_sampled_episodes_match_the_exact_return_and_hitting_probability():
+    from bayes_irl.policy_evaluation import sample_trajectories
+    from bayes_irl.trajectories import trajectory_returns
+
+    mdp = tiny_mdp(seed=7, horizon=3)
+    policy = _random_policy(mdp, 7)
+    rewards = torch.randn(mdp.num_states, mdp.num_actions, dtype=torch.float64)
+    g = torch.Generator().manual_seed(0)
+    episodes = sample_trajectories(mdp, policy, 20000, generator=g)
+    returns = trajectory_returns(rewards, episodes[..., 0], episodes[..., :-1, 1])
+    # Monte Carlo mean of 20000 episodes: 4 standard errors
+    tol = 4 * returns.std() / 20000**0.5
+    assert abs(returns.mean() - expected_return(mdp, policy, rewards)) < tol
+    mask = torch.tensor([True, False, False])
+    freq = mask[episodes[..., 0]].any(-1).double().mean()
+    p = hitting_probability(mdp, policy, mask)
+    assert abs(freq - p) < 4 * (p * (1 - p) / 20000) ** 0.5
