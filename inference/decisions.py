@@ -379,8 +379,8 @@ def risk_averse_policy(
 ) -> RiskAverseResult:
     """Maximise the lower-tail CVaR_alpha or alpha-quantile of the returns over draws.
 
-    Gradient ascent (Adam) on the logits of a stochastic time-dependent policy
-    ``pi_t(a | s) = softmax(logits[t, s])`` through the exact return
+    Gradient ascent (Adam, cosine-decayed step size) on the logits of a stochastic
+    time-dependent policy ``pi_t(a | s) = softmax(logits[t, s])`` through the exact return
     :func:`~bayes_irl.policy_evaluation.expected_return` of every draw. The best policy
     seen is returned. Deterministic (no sampling): the same inputs give the same policy.
 
@@ -425,6 +425,11 @@ def risk_averse_policy(
     allowed = torch.isfinite(mdp.action_log_base)
     logits = start.log().masked_fill(~allowed, -torch.inf).detach().clone().requires_grad_()
     optimizer = torch.optim.Adam([logits], lr=learning_rate)
+    # cosine decay to zero: CVaR is piecewise linear in the returns, so a constant step
+    # size keeps oscillating between the kinks instead of settling on the optimum
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: 0.5 * (1 + math.cos(math.pi * step / num_steps))
+    )
     best_value, best_logits, history = -math.inf, logits.detach().clone(), []
     for _ in range(num_steps):
         optimizer.zero_grad()
@@ -438,6 +443,7 @@ def risk_averse_policy(
         # forbidden actions hold -inf logits and get no gradient; keep them there
         logits.grad = torch.nan_to_num(logits.grad, nan=0.0)
         optimizer.step()
+        schedule.step()
     policy = torch.softmax(best_logits, -1)
     with torch.no_grad():
         returns = expected_return(mdp, policy, draws, initial=initial)
