@@ -173,6 +173,8 @@ class LavaResult:
         lava_frequency: fraction of the Monte Carlo episodes that entered lava.
         posterior_q05: posterior 5% quantile of each policy's expected return.
         policies: name -> policy (T, S, A).
+        draws: posterior draws of the step rewards on the test map, (N, S, A).
+        worlds: the maps.
     """
 
     names: list[str]
@@ -182,6 +184,8 @@ class LavaResult:
     lava_frequency: np.ndarray
     posterior_q05: np.ndarray
     policies: dict
+    draws: torch.Tensor
+    worlds: LavaWorlds
 
 
 def run_lava_transfer(
@@ -255,7 +259,7 @@ def run_lava_transfer(
         freq.append(float(worlds.lava[episodes[..., 0]].any(-1).double().mean()))
         q05.append(return_distribution(test, policies[name], draws).quantile(0.05))
     return LavaResult(names, lava_p, mean, np.asarray(q10), np.asarray(freq), np.asarray(q05),
-                      policies)
+                      policies, draws, worlds)
 
 
 # ---------------------------------------------------------------------------- RLHF
