@@ -19,6 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
+from bayes_irl.app import policy_command
+
 OUTPUT_FILES = ("posterior.nc", "summary.csv", "reward_posterior.png", "trace.png")
 
 
@@ -73,6 +75,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--out-demos", type=Path, required=True)
     sim.add_argument("--kind", choices=["global", "causal"], default="global")
     sim.add_argument("--overwrite", action="store_true")
+    policy_command.add_parser(sub)
     return parser
 
 
@@ -221,6 +224,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "policy":
+            return policy_command.run(args)
         return _fit(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
