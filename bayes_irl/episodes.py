@@ -114,9 +114,7 @@ def rollout_episodes(
             states.append(int(obs))
             if terminated or truncated:
                 break
-        episodes.append(
-            {"observations": np.asarray(states), "actions": np.asarray(actions)}
-        )
+        episodes.append({"observations": np.asarray(states), "actions": np.asarray(actions)})
     return episodes
 
 

@@ -355,7 +355,8 @@ class TabularMDP:
 
         Raises:
             ValueError: for an environment without a tabular ``P``, a state reachable
-                from the start that is entered both with and without termination, unknown feature choices or a missing horizon.
+                from the start that is entered both with and without termination, unknown
+                feature choices or a missing horizon.
 
         Example:
             >>> import gymnasium as gym
@@ -441,9 +442,7 @@ class TabularMDP:
                         "an array of shape (S, K) instead"
                     )
                 rows, cols = np.divmod(np.arange(num_states), layout[1])
-                feats = np.stack(
-                    [rows / max(layout[0] - 1, 1), cols / max(layout[1] - 1, 1)], -1
-                )
+                feats = np.stack([rows / max(layout[0] - 1, 1), cols / max(layout[1] - 1, 1)], -1)
                 names = feature_names or ["row", "col"]
             else:
                 raise ValueError(
@@ -664,9 +663,7 @@ class TabularMDP:
             state_features=self.state_features,
             feature_names=self.feature_names,
             layout=self.layout,
-            reference_reward=None
-            if self.reference_reward is None
-            else move(self.reference_reward),
+            reference_reward=None if self.reference_reward is None else move(self.reference_reward),
         )
 
     def __repr__(self) -> str:

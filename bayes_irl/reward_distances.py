@@ -114,12 +114,12 @@ def _as_transition_reward(mdp: TabularMDP, reward: Any, name: str) -> torch.Tens
 
 def _epic_canonical(r: torch.Tensor, discount: float) -> torch.Tensor:
     per_state = r.mean((-2, -1))  # E_{A, S'} R(x, A, S'), shape (..., S)
-    overall = per_state.mean(-1, keepdim=True)  # E_{S, A, S'} R
+    overall = per_state.mean(-1)[..., None, None, None]  # E_{S, A, S'} R
     return (
         r
         + discount * per_state[..., None, None, :]
         - per_state[..., :, None, None]
-        - discount * overall[..., None]
+        - discount * overall
     )
 
 
@@ -129,7 +129,9 @@ def _dard_canonical(r: torch.Tensor, p: torch.Tensor, discount: float) -> torch.
     # w[s, s'] = E_A sum_{x, y} P(x | s, A) P(y | s', A) R(x, A, y)
     inner = torch.einsum("...xay,zay->...axz", r, p)  # sum_y R[x, a, y] P[s', a, y]
     w = torch.einsum("sax,...axz->...sz", p, inner) / p.shape[1]
-    return r + discount * u[..., None, None, :] - u[..., :, None, None] - discount * w[..., :, None, :]
+    return (
+        r + discount * u[..., None, None, :] - u[..., :, None, None] - discount * w[..., :, None, :]
+    )
 
 
 def _starc_canonical(r: torch.Tensor, p: torch.Tensor, discount: float) -> torch.Tensor:
@@ -323,8 +325,7 @@ def posterior_reward_distances(
             other = torch.as_tensor(other_draws)
             if other.dim() != 2 or other.shape[0] != theta.shape[0]:
                 raise ValueError(
-                    f"other_draws must have shape ({theta.shape[0]}, D'); got "
-                    f"{tuple(other.shape)}"
+                    f"other_draws must have shape ({theta.shape[0]}, D'); got {tuple(other.shape)}"
                 )
             target = (other_reward_model or reward_model).step_rewards(other)
         return reward_distance(mdp, rewards, target, metric=metric, discount=discount)

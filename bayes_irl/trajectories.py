@@ -389,7 +389,7 @@ class TrajectoryBatch:
                     f"states and actions must list the same number of episodes; got "
                     f"{len(states)} and {len(actions)}"
                 )
-            pairs = list(zip(states, actions))
+            pairs = list(zip(states, actions, strict=True))
         else:
             pairs = [_episode_arrays(ep, i) for i, ep in enumerate(episodes)]
         if not pairs:

@@ -184,7 +184,7 @@ def test_rollout_policy_forms():
     pi_t = soft_policy(mdp, r, kind="causal").exp()  # (T, S, A)
     eps = rollout_episodes(env, pi_t, num_episodes=5, max_steps=6, seed=0)
     again = rollout_episodes(env, pi_t, num_episodes=5, max_steps=6, seed=0)
-    assert all(np.array_equal(x["actions"], y["actions"]) for x, y in zip(eps, again))
+    assert all(np.array_equal(x["actions"], y["actions"]) for x, y in zip(eps, again, strict=True))
     always_left = rollout_episodes(env, lambda s, t, rng: 0, num_episodes=2, max_steps=6, seed=0)
     assert all((e["actions"] == 0).all() for e in always_left)
     with pytest.raises(ValueError, match="sum to 1"):
