@@ -258,7 +258,8 @@ def plot_reward_map(
                     ha="right",
                     va="bottom",
                     fontsize=6,
-                    color="0.15",
+                    color="0.1",
+                    bbox={"boxstyle": "round,pad=0.1", "fc": "white", "ec": "none", "alpha": 0.7},
                 )
     ax.set_xticks(range(cols))
     ax.set_yticks(range(rows))
