@@ -23,13 +23,8 @@ import time
 import warnings
 from pathlib import Path
 
-OUTPUT_FILES = (
-    "posterior.nc",
-    "summary.csv",
-    "reward_posterior.png",
-    "trace.png",
-    "reward_map.png",
-)
+OUTPUT_FILES = ("posterior.nc", "summary.csv", "reward_posterior.png", "trace.png")
+REWARD_MAP_FILE = "reward_map.png"  # written too when the MDP has a 2-D layout
 PRIOR_FAMILIES = ("normal", "laplace", "cauchy")
 
 
@@ -131,7 +126,7 @@ def _simulate(args) -> int:
 
 def _fit(args) -> int:
     out: Path = args.out
-    existing = [out / name for name in OUTPUT_FILES if (out / name).exists()]
+    existing = [out / n for n in (*OUTPUT_FILES, REWARD_MAP_FILE) if (out / n).exists()]
     if existing and not args.overwrite:
         names = ", ".join(str(p) for p in existing)
         print(
@@ -216,12 +211,12 @@ def _fit(args) -> int:
     fig.tight_layout()
     _atomic(out / "trace.png", lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
-    written = OUTPUT_FILES[:4]
+    written = OUTPUT_FILES
     if mdp.layout is not None:
         fig = plot_reward_maps(mdp, reward, posterior, demonstrations=demos, kind=args.kind)
-        _atomic(out / "reward_map.png", lambda p: fig.savefig(p, dpi=120, format="png"))
+        _atomic(out / REWARD_MAP_FILE, lambda p: fig.savefig(p, dpi=120, format="png"))
         plt.close(fig)
-        written = OUTPUT_FILES
+        written = (*OUTPUT_FILES, REWARD_MAP_FILE)
     print(f"wrote {', '.join(str(out / n) for n in written)}")
     return 0
 
