@@ -198,6 +198,7 @@ def test_rollout_policy_forms():
 @pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
 def test_minari_dataset_from_data_collector(tmp_path, monkeypatch):
     minari = pytest.importorskip("minari")
+    pytest.importorskip("jax")  # Minari's DataCollector needs it ("minari[create]")
     monkeypatch.setenv("MINARI_DATASETS_PATH", str(tmp_path))
     env, mdp = _frozenlake(horizon=10)
     with warnings.catch_warnings():
