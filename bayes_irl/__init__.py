@@ -5,7 +5,8 @@ posterior p(theta | demonstrations) with SVI, NUTS/HMC and friends, and hands it
 ArviZ. The package is layered one way: this core (environments, trajectories, reward
 models, soft-Bellman and LQ algebra, policies, I/O) <- :mod:`bayes_irl.models` (Pyro
 distributions and models) <- :mod:`bayes_irl.inference` (normalisers, back-ends,
-Posterior) <- :mod:`bayes_irl.app` (CLI, plots). See the README's architecture section.
+Posterior) <- :mod:`bayes_irl.app` (CLI, plots). The math, the conventions and the
+architecture are written up in the repository's ``docs/`` folder.
 """
 
 from bayes_irl.gridworld import GridWorld

@@ -147,6 +147,7 @@ class GridWorld:
             features=raw,
             horizon=2 * size if horizon is None else horizon,
             feature_names=names,
+            layout=(size, size),
             dtype=dtype,
             device=device,
         )

@@ -35,7 +35,7 @@ import torch
 from torch.distributions import constraints
 
 from bayes_irl.trajectories import TrajectoryBatch, TrajectoryConstraint
-from bayes_irl.validation import check_finite
+from bayes_irl.validation import check_finite, positive_int
 
 __all__ = ["TabularMDP"]
 
@@ -68,6 +68,11 @@ class TabularMDP:
             for the counting measure of an ordinary MDP, ``log pi_ref`` for RLHF).
         state_features: True when the features were given per state, shape (S, K).
         feature_names: K names used as coordinates in ArviZ output.
+        layout: optional ``(rows, cols)`` with ``rows * cols == S``: state ``s`` is the grid
+            cell ``(s // cols, s % cols)`` (row-major). Plots draw reward maps with it.
+        reference_reward: optional ``r_ref[s, a]``, shape (S, A): a reward known from
+            elsewhere (e.g. the Gymnasium environment's own reward), kept for comparisons
+            (reward distances, regret). Inference never reads it.
     """
 
     successors: torch.Tensor
@@ -78,6 +83,8 @@ class TabularMDP:
     action_log_base: torch.Tensor
     state_features: bool
     feature_names: tuple[str, ...]
+    layout: tuple[int, int] | None = None
+    reference_reward: torch.Tensor | None = None
 
     # ------------------------------------------------------------------ constructors
     @classmethod
@@ -90,6 +97,8 @@ class TabularMDP:
         horizon: int,
         action_log_base=None,
         feature_names: list[str] | None = None,
+        layout: tuple[int, int] | None = None,
+        reference_reward=None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
     ) -> TabularMDP:
@@ -102,6 +111,8 @@ class TabularMDP:
             horizon: number of actions T >= 1.
             action_log_base: optional ``log beta(a | s)``, shape (S, A).
             feature_names: optional K names.
+            layout: optional grid shape ``(rows, cols)``, ``rows * cols == S`` (row-major).
+            reference_reward: optional reference reward ``r_ref[s, a]``, shape (S, A).
             dtype: floating dtype of every tensor (float64 by default: the exact
                 recursion is the reference the approximations are tested against).
             device: torch device of every tensor.
@@ -132,6 +143,8 @@ class TabularMDP:
             horizon=horizon,
             action_log_base=action_log_base,
             feature_names=feature_names,
+            layout=layout,
+            reference_reward=reference_reward,
             dtype=dtype,
             device=device,
         )
@@ -147,6 +160,8 @@ class TabularMDP:
         horizon: int,
         action_log_base=None,
         feature_names: list[str] | None = None,
+        layout: tuple[int, int] | None = None,
+        reference_reward=None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
     ) -> TabularMDP:
@@ -161,6 +176,8 @@ class TabularMDP:
             horizon: number of actions T >= 1.
             action_log_base: optional ``log beta(a | s)``, shape (S, A).
             feature_names: optional K names.
+            layout: optional grid shape ``(rows, cols)``, ``rows * cols == S`` (row-major).
+            reference_reward: optional reference reward ``r_ref[s, a]``, shape (S, A).
             dtype: floating dtype.
             device: torch device.
 
@@ -256,6 +273,26 @@ class TabularMDP:
                 raise ValueError(
                     f"feature_names must be {num_features} distinct names; got {list(names)}"
                 )
+        grid = None
+        if layout is not None:
+            try:
+                grid = tuple(positive_int(v, "layout entries") for v in layout)
+            except (TypeError, ValueError):
+                grid = None
+            if grid is None or len(grid) != 2 or grid[0] * grid[1] != num_states:
+                raise ValueError(
+                    f"layout must be (rows, cols) with rows * cols = S = {num_states}; "
+                    f"got {layout!r}"
+                )
+        ref = None
+        if reference_reward is not None:
+            ref = _as_tensor(reference_reward, name="reference_reward", dtype=dtype, device=device)
+            if ref.shape != (num_states, num_actions):
+                raise ValueError(
+                    f"reference_reward must have shape ({num_states}, {num_actions}); "
+                    f"got {tuple(ref.shape)}"
+                )
+            check_finite(ref, "reference_reward")
         return cls(
             successors=succ,
             successor_log_probs=log_probs,
@@ -265,6 +302,173 @@ class TabularMDP:
             action_log_base=base,
             state_features=state_features,
             feature_names=names,
+            layout=grid,
+            reference_reward=ref,
+        )
+
+    @classmethod
+    def from_gymnasium(
+        cls,
+        env: Any,
+        *,
+        features: str | Any = "onehot",
+        horizon: int | None = None,
+        feature_names: list[str] | None = None,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device | None = None,
+    ) -> TabularMDP:
+        """Convert a discrete Gymnasium environment that exposes ``env.unwrapped.P``.
+
+        ``P[s][a]`` is the toy-text table of FrozenLake, CliffWalking, Taxi and friends: a
+        list of ``(probability, next_state, reward, terminated)`` tuples. gymnasium itself
+        is not imported; any object with that table, ``observation_space.n`` and
+        ``action_space.n`` converts.
+
+        Terminal states are made absorbing. A state is *terminal* when some transition
+        into it has ``terminated=True``; its own rows of ``P`` (which Gymnasium never
+        uses, since the episode ends on arrival) are replaced by a self-loop for every
+        action, ``P[s_term, a, s_term] = 1``. A finite-horizon trajectory that reaches a
+        terminal state therefore stays there until step T; a recorded episode that stops
+        at termination is a truncated observation of it (see
+        :class:`~bayes_irl.TrajectoryBatch.from_episodes`). Every other row equals
+        ``unwrapped.P`` entry by entry (duplicate successors are summed).
+
+        The environment's reward becomes the reference reward
+        ``r_ref[s, a] = sum_{s'} p(s' | s, a) r(s, a, s')`` (0 in terminal states, which
+        earn nothing after the episode ended); inference never reads it.
+
+        Args:
+            env: a Gymnasium environment (wrapped or not) whose ``unwrapped`` has ``P``.
+            features: ``"onehot"`` (K = S indicator columns), ``"coordinates"``
+                (K = 2: row and column scaled to [0, 1]; needs a grid layout, i.e.
+                ``unwrapped.nrow``/``ncol`` or ``unwrapped.shape``), or an array of
+                shape (S, K) or (S, A, K).
+            horizon: T actions per trajectory; default ``env.spec.max_episode_steps``.
+            feature_names: optional K names (generated for the built-in choices).
+            dtype: floating dtype.
+            device: torch device.
+
+        Returns:
+            The MDP, with ``layout`` set for grid environments and ``reference_reward``
+            set to the environment's expected reward. The initial distribution is
+            ``unwrapped.initial_state_distrib`` when present, else uniform.
+
+        Raises:
+            ValueError: for an environment without a tabular ``P``, a state reachable
+                from the start that is entered both with and without termination, unknown
+                feature choices or a missing horizon.
+
+        Example:
+            >>> import gymnasium as gym
+            >>> mdp = TabularMDP.from_gymnasium(gym.make("FrozenLake-v1"), horizon=20)
+            >>> mdp.num_states, mdp.num_actions, mdp.layout
+            (16, 4, (4, 4))
+        """
+        unwrapped = getattr(env, "unwrapped", env)
+        table = getattr(unwrapped, "P", None)
+        if not isinstance(table, dict):
+            raise ValueError(
+                "env must expose a tabular model env.unwrapped.P[s][a] = [(prob, next_state, "
+                f"reward, terminated), ...] (as FrozenLake, CliffWalking, Taxi do); "
+                f"{type(unwrapped).__name__} has none"
+            )
+        try:
+            num_states = int(unwrapped.observation_space.n)
+            num_actions = int(unwrapped.action_space.n)
+        except AttributeError as err:
+            raise ValueError(
+                "env must have Discrete observation and action spaces (with .n)"
+            ) from err
+        p = np.zeros((num_states, num_actions, num_states))
+        reward = np.zeros((num_states, num_actions))
+        done_flags = np.zeros((num_states, num_actions, num_states), dtype=np.int8)
+        for s in range(num_states):
+            for a in range(num_actions):
+                try:
+                    outcomes = table[s][a]
+                except (KeyError, IndexError, TypeError) as err:
+                    raise ValueError(f"env.unwrapped.P lacks the entry P[{s}][{a}]") from err
+                for prob, s_next, r, done in outcomes:
+                    p[s, a, int(s_next)] += prob
+                    reward[s, a] += prob * r
+                    if prob > 0:
+                        # bit 1: entered with terminated=True, bit 2: with terminated=False
+                        done_flags[s, a, int(s_next)] |= 1 if done else 2
+        initial = getattr(unwrapped, "initial_state_distrib", None)
+        if initial is None:
+            initial = np.full(num_states, 1.0 / num_states)
+        initial = np.asarray(initial, dtype=np.float64)
+        terminal_mask = (done_flags & 1).any((0, 1))
+        # Rows of terminal states are replaced, so only moves out of the other states that
+        # an episode can reach must agree on the termination of the state they enter
+        # (Taxi's table also holds unreachable states, e.g. a passenger already delivered).
+        moves = (p > 0).any(1) & ~terminal_mask[:, None]  # (S, S')
+        reachable = initial > 0
+        while True:
+            grown = reachable | moves[reachable].any(0)
+            if (grown == reachable).all():
+                break
+            reachable = grown
+        continuing = (done_flags[reachable & ~terminal_mask] & 2).any((0, 1))
+        both = terminal_mask & continuing
+        if both.any():
+            raise ValueError(
+                f"state {int(both.nonzero()[0][0])} is entered both with terminated=True and "
+                "with terminated=False; termination must be a property of the next state to "
+                "be made absorbing"
+            )
+        terminal = terminal_mask.nonzero()[0]
+        p[terminal] = 0.0
+        p[terminal, :, terminal] = 1.0
+        reward[terminal] = 0.0
+
+        layout = None
+        if hasattr(unwrapped, "nrow") and hasattr(unwrapped, "ncol"):
+            layout = (int(unwrapped.nrow), int(unwrapped.ncol))
+        elif isinstance(getattr(unwrapped, "shape", None), tuple) and len(unwrapped.shape) == 2:
+            layout = tuple(int(v) for v in unwrapped.shape)
+        if layout is not None and layout[0] * layout[1] != num_states:
+            layout = None
+
+        if isinstance(features, str):
+            if features == "onehot":
+                feats = np.eye(num_states)
+                names = feature_names or [f"s{s}" for s in range(num_states)]
+            elif features == "coordinates":
+                if layout is None:
+                    raise ValueError(
+                        "features='coordinates' needs a grid environment (unwrapped.nrow/"
+                        "ncol or unwrapped.shape with rows * cols = S); pass 'onehot' or "
+                        "an array of shape (S, K) instead"
+                    )
+                rows, cols = np.divmod(np.arange(num_states), layout[1])
+                feats = np.stack([rows / max(layout[0] - 1, 1), cols / max(layout[1] - 1, 1)], -1)
+                names = feature_names or ["row", "col"]
+            else:
+                raise ValueError(
+                    "features must be 'onehot', 'coordinates' or an array of shape (S, K) or "
+                    f"(S, A, K); got {features!r}"
+                )
+        else:
+            feats, names = features, feature_names
+
+        if horizon is None:
+            spec = getattr(env, "spec", None)
+            horizon = getattr(spec, "max_episode_steps", None)
+            if horizon is None:
+                raise ValueError(
+                    "horizon is required: the environment has no spec.max_episode_steps"
+                )
+        return cls.from_dense(
+            transitions=p,
+            initial=initial,
+            features=feats,
+            horizon=horizon,
+            feature_names=names,
+            layout=layout,
+            reference_reward=reward,
+            dtype=dtype,
+            device=device,
         )
 
     # ------------------------------------------------------------------ properties
@@ -458,10 +662,15 @@ class TabularMDP:
             action_log_base=move(self.action_log_base),
             state_features=self.state_features,
             feature_names=self.feature_names,
+            layout=self.layout,
+            reference_reward=None if self.reference_reward is None else move(self.reference_reward),
         )
 
     def __repr__(self) -> str:
         return (
             f"TabularMDP(S={self.num_states}, A={self.num_actions}, F={self.fan_out}, "
-            f"K={self.num_features}, horizon={self.horizon}, dtype={self.dtype})"
+            f"K={self.num_features}, horizon={self.horizon}, dtype={self.dtype}"
+            + ("" if self.layout is None else f", layout={self.layout[0]}x{self.layout[1]}")
+            + ("" if self.reference_reward is None else ", reference_reward")
+            + ")"
         )

@@ -7,7 +7,7 @@ log beta(a | s) and sparse transitions p(s' | s, a), define V_T(s) = 0 and for t
 
 with the continuation C_t chosen by ``kind``:
 
-* ``"global"`` (Ziebart et al. 2008, eq. 4; the design card's model): the trajectory
+* ``"global"`` (Ziebart et al. 2008, eq. 4; the model of docs/math.md): the trajectory
   distribution is P(x) = b(x) exp R(x) / Z with b(x) = p0(s_0) prod beta p, and
 
       C_t(s, a) = log sum_{s'} p(s' | s, a) exp V_{t+1}(s'),   log Z = log sum_s p0(s) exp V_0(s).

@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from torch.distributions import constraints
 
-from bayes_irl.validation import as_int_tensor
+from bayes_irl.validation import as_int_tensor, positive_int
 
 __all__ = [
     "PAD",
@@ -140,6 +140,64 @@ def feature_counts(
     return (phi * mask.to(phi.dtype).unsqueeze(-1)).sum(-2)
 
 
+def _lengths_from_padding(states: torch.Tensor, actions: torch.Tensor) -> torch.Tensor:
+    """Lengths of -1-padded trajectories ``states (n, T + 1)``, ``actions (n, T)``, shape (n,).
+
+    Raises:
+        ValueError: when padding is followed by an observed step, a value is below -1, or a
+            trajectory has no observed action.
+    """
+    for name, value in (("states", states), ("actions", actions)):
+        if (value < PAD).any():
+            i, t = (value < PAD).nonzero()[0].tolist()
+            raise ValueError(
+                f"{name} must be >= 0, or -1 for padding; {name}[{i}, {t}] = {int(value[i, t])}"
+            )
+    observed = actions >= 0
+    lengths = observed.long().cumprod(-1).sum(-1)
+    steps = torch.arange(actions.shape[1])
+    late = observed & (steps >= lengths[:, None])
+    if late.any():
+        i, t = late.nonzero()[0].tolist()
+        raise ValueError(
+            f"actions[{i}] has -1 padding at step {int(lengths[i])} followed by an action at "
+            f"step {t}; padding must come after the observed steps (or pass lengths)"
+        )
+    if (lengths < 1).any():
+        i = int((lengths < 1).nonzero()[0, 0])
+        raise ValueError(f"trajectory {i} has no observed action (actions[{i}, 0] = -1)")
+    state_steps = torch.arange(states.shape[1])
+    late_states = (states >= 0) & (state_steps > lengths[:, None])
+    if late_states.any():
+        i, t = late_states.nonzero()[0].tolist()
+        raise ValueError(
+            f"states[{i}, {t}] is observed after the last action (length {int(lengths[i])}); "
+            "pad states past the length with -1 too (or pass lengths)"
+        )
+    return lengths
+
+
+def _episode_arrays(episode: Any, index: int) -> tuple[Any, Any]:
+    """``(states, actions)`` of one episode given as a pair, a mapping or an object."""
+    if isinstance(episode, dict):
+        keys = ("observations", "states")
+        key = next((k for k in keys if k in episode), None)
+        if key is None or "actions" not in episode:
+            raise ValueError(
+                f"episode {index} must have keys 'observations' (or 'states') and 'actions'; "
+                f"got {sorted(episode)}"
+            )
+        return episode[key], episode["actions"]
+    if hasattr(episode, "observations") and hasattr(episode, "actions"):
+        return episode.observations, episode.actions
+    if isinstance(episode, (tuple, list)) and len(episode) == 2:
+        return episode[0], episode[1]
+    raise ValueError(
+        f"episode {index} must be a (states, actions) pair, a dict with 'observations' and "
+        f"'actions', or an object with those attributes; got {type(episode).__name__}"
+    )
+
+
 class TrajectoryConstraint(constraints.Constraint):
     """Support of tabular trajectories: valid, padded state/action index sequences.
 
@@ -209,8 +267,10 @@ class TrajectoryBatch:
         Args:
             states: int array of shape (n, T + 1).
             actions: int array of shape (n, T).
-            lengths: optional int array of shape (n,) with entries in [1, T]; defaults to
-                T for every trajectory. Entries past a length are ignored (and set to PAD).
+            lengths: optional int array of shape (n,) with entries in [1, T]. Entries past
+                a length are ignored (and set to PAD). Without it, the lengths are read off
+                the -1 padding: L_i is the number of actions before the first -1 (T when
+                there is none), and the padding must run to the end.
             contexts: optional int array of shape (n,).
             mdp: when given, states/actions are range-checked, T must equal the MDP's
                 horizon and every observed transition must have non-zero probability.
@@ -239,7 +299,7 @@ class TrajectoryBatch:
                 f"{tuple(states_t.shape)}; got {tuple(actions_t.shape)}"
             )
         if lengths is None:
-            lengths_t = torch.full((n,), horizon, dtype=torch.int64)
+            lengths_t = _lengths_from_padding(states_t, actions_t)
         else:
             lengths_t = as_int_tensor(lengths, "lengths")
             if lengths_t.shape != (n,):
@@ -271,6 +331,109 @@ class TrajectoryBatch:
         return batch
 
     @classmethod
+    def from_episodes(
+        cls,
+        episodes: Any = None,
+        *,
+        states: Any = None,
+        actions: Any = None,
+        horizon: int | None = None,
+        truncate: bool = False,
+        contexts=None,
+        mdp: Any = None,
+    ) -> TrajectoryBatch:
+        """Build a padded batch from ragged episodes (what Gymnasium rollouts give).
+
+        Give either ``episodes`` or the two ragged lists ``states`` and ``actions``.
+        Episode i has L_i >= 1 actions and L_i + 1 states (the observation before every
+        action and the one after the last); it is padded with -1 to the horizon T and its
+        length L_i is recorded, so the likelihood marginalises the unobserved rest (an
+        episode that ended at a terminal state made absorbing by
+        :meth:`~bayes_irl.TabularMDP.from_gymnasium` is exactly such a truncated
+        observation).
+
+        Args:
+            episodes: iterable of episodes, each a ``(states, actions)`` pair, a mapping
+                with keys ``"observations"`` (or ``"states"``) and ``"actions"``, or an
+                object with those attributes (a Minari ``EpisodeData``). States are ints of
+                shape (L_i + 1,), actions ints of shape (L_i,).
+            states: list of n int arrays, shapes (L_i + 1,) (with ``actions``).
+            actions: list of n int arrays, shapes (L_i,).
+            horizon: T; default the MDP's horizon when ``mdp`` is given, else max_i L_i.
+            truncate: keep the first T actions of longer episodes instead of raising.
+            contexts: optional int array of shape (n,).
+            mdp: when given, validated against it (ranges, horizon, feasibility).
+
+        Returns:
+            The batch: states (n, T + 1), actions (n, T), lengths (n,).
+
+        Raises:
+            ValueError: naming the episode and what is wrong (lengths that do not match,
+                empty episodes, episodes longer than T without ``truncate``).
+
+        Example:
+            >>> batch = TrajectoryBatch.from_episodes(states=[[0, 1, 2], [3, 4]],
+            ...                                       actions=[[1, 1], [0]])
+            >>> batch.lengths.tolist(), batch.states[1].tolist()
+            ([2, 1], [3, 4, -1])
+        """
+        if (episodes is None) == (states is None and actions is None):
+            raise ValueError(
+                "give either episodes or the ragged lists states= and actions=, not both"
+            )
+        if episodes is None:
+            if states is None or actions is None:
+                raise ValueError("states and actions must be given together")
+            if len(states) != len(actions):
+                raise ValueError(
+                    f"states and actions must list the same number of episodes; got "
+                    f"{len(states)} and {len(actions)}"
+                )
+            pairs = list(zip(states, actions, strict=True))
+        else:
+            pairs = [_episode_arrays(ep, i) for i, ep in enumerate(episodes)]
+        if not pairs:
+            raise ValueError("at least one episode is needed; got none")
+        seqs = []
+        for i, (s, a) in enumerate(pairs):
+            s_t = as_int_tensor(s, f"states of episode {i}").reshape(-1)
+            a_t = as_int_tensor(a, f"actions of episode {i}").reshape(-1)
+            if a_t.numel() < 1:
+                raise ValueError(f"episode {i} has no actions; every episode needs L >= 1")
+            if s_t.numel() != a_t.numel() + 1:
+                raise ValueError(
+                    f"episode {i} has {a_t.numel()} actions and {s_t.numel()} states; "
+                    "expected L + 1 states (the observation before each action and the "
+                    "final one)"
+                )
+            if (s_t < 0).any() or (a_t < 0).any():
+                raise ValueError(f"episode {i} has negative states or actions")
+            seqs.append((s_t, a_t))
+        if horizon is None:
+            horizon = mdp.horizon if mdp is not None else max(a.numel() for _, a in seqs)
+        horizon = positive_int(horizon, "horizon")
+        n = len(seqs)
+        states_p = torch.full((n, horizon + 1), PAD, dtype=torch.int64)
+        actions_p = torch.full((n, horizon), PAD, dtype=torch.int64)
+        lengths = torch.empty(n, dtype=torch.int64)
+        for i, (s_t, a_t) in enumerate(seqs):
+            length = a_t.numel()
+            if length > horizon:
+                if not truncate:
+                    raise ValueError(
+                        f"episode {i} has {length} actions, more than the horizon T = "
+                        f"{horizon}; pass truncate=True to keep its first {horizon} or a "
+                        "larger horizon"
+                    )
+                length = horizon
+            states_p[i, : length + 1] = s_t[: length + 1]
+            actions_p[i, :length] = a_t[:length]
+            lengths[i] = length
+        return cls.create(
+            states=states_p, actions=actions_p, lengths=lengths, contexts=contexts, mdp=mdp
+        )
+
+    @classmethod
     def from_tensor(cls, value: torch.Tensor, *, mdp: Any = None) -> TrajectoryBatch:
         """Decode the ``(n, T + 1, 2)`` tensor encoding (see module docstring)."""
         if value.dim() != 3 or value.shape[-1] != 2:
@@ -292,6 +455,13 @@ class TrajectoryBatch:
 
     def __len__(self) -> int:
         return self.num_trajectories
+
+    def __repr__(self) -> str:
+        lengths = self.lengths.to(torch.float64)
+        lo, hi = int(self.lengths.min()), int(self.lengths.max())
+        span = f"{lo}" if lo == hi else f"{lo}-{hi}, mean {lengths.mean().item():.1f}"
+        ctx = "" if self.contexts is None else ", contexts"
+        return f"TrajectoryBatch(n={len(self)}, horizon={self.horizon}, lengths {span}{ctx})"
 
     def as_tensor(self, device: str | torch.device | None = None) -> torch.Tensor:
         """Return the observation encoding of shape (n, T + 1, 2), int64."""

@@ -17,6 +17,8 @@ method        back-end
 
 from __future__ import annotations
 
+import difflib
+import inspect
 from collections.abc import Callable
 
 import pyro
@@ -24,12 +26,91 @@ import pyro
 from bayes_irl.inference.backends import BACKENDS
 from bayes_irl.inference.posterior import Posterior
 
-__all__ = ["fit", "BACKENDS", "register_backend"]
+__all__ = ["fit", "BACKENDS", "backend_options", "register_backend"]
 
 
 def register_backend(name: str, backend: Callable[..., Posterior]) -> None:
     """Make ``backend`` available as ``fit(..., method=name)``."""
     BACKENDS[name] = backend
+
+
+def _forwarded_to(backend: Callable) -> tuple[Callable, frozenset[str]] | None:
+    """The function a back-end passes its ``**options`` to, and the names it fixes itself."""
+    from bayes_irl.inference.backends import mcmc, svi
+
+    table = {
+        getattr(svi, "run_laplace", None): (getattr(svi, "run_svi", None), frozenset()),
+        getattr(mcmc, "run_nuts", None): (getattr(mcmc, "run_mcmc", None), frozenset({"kernel"})),
+        getattr(mcmc, "run_hmc", None): (getattr(mcmc, "run_mcmc", None), frozenset({"kernel"})),
+    }
+    target = table.get(backend)
+    return None if target is None or target[0] is None else target
+
+
+def backend_options(method: str) -> list[str] | None:
+    """The option names ``fit(..., method=method, **options)`` accepts, sorted.
+
+    Read from the back-end's signature (and, for back-ends that pass ``**options`` on, from
+    the function they pass them to). ``None`` when the back-end takes arbitrary keywords
+    that cannot be listed (a user-registered back-end with ``**options``).
+
+    Raises:
+        ValueError: for an unknown method.
+    """
+    if method not in BACKENDS:
+        raise ValueError(f"method must be one of {sorted(BACKENDS)}; got {method!r}")
+    names: set[str] = set()
+    backend = BACKENDS[method]
+    excluded: frozenset[str] = frozenset()
+    while backend is not None:
+        params = list(inspect.signature(backend).parameters.values())[2:]  # model, data
+        names |= {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return sorted(names - excluded)
+        forwarded = _forwarded_to(backend)
+        if forwarded is None:
+            return None
+        backend, fixed = forwarded
+        excluded |= fixed
+    return None  # pragma: no cover - the loop returns
+
+
+# Names other libraries use for the same options (optax/numpyro/Pyro habits).
+_ALIASES = {
+    "lr": "learning_rate",
+    "step_size": "learning_rate",
+    "num_warmup": "warmup_steps",
+    "warmup": "warmup_steps",
+    "chains": "num_chains",
+    "steps": "num_steps",
+    "num_iterations": "num_steps",
+    "draws": "num_samples",
+}
+
+
+def check_options(method: str, options: dict) -> None:
+    """Raise a ValueError naming unknown ``options`` of ``method`` and listing the valid ones.
+
+    Called by :func:`fit` before the back-end runs, so a misspelt option (``lr=`` for
+    ``learning_rate=``, ``num_warmup=`` for ``warmup_steps=``) fails at once and clearly
+    instead of as a ``TypeError`` from an inner function.
+    """
+    valid = backend_options(method)
+    if valid is None:
+        return
+    unknown = sorted(set(options) - set(valid))
+    if unknown:
+        hints = []
+        for name in unknown:
+            alias = _ALIASES.get(name)
+            close = [alias] if alias in valid else difflib.get_close_matches(name, valid, n=1)
+            if close:
+                hints.append(f"{name!r} -> did you mean {close[0]!r}?")
+        hint = f" ({'; '.join(hints)})" if hints else ""
+        raise ValueError(
+            f"unknown option(s) {unknown} for method={method!r}{hint}; valid options: "
+            f"{', '.join(valid)}"
+        )
 
 
 def fit(model, data, *, method: str = "svi", validate: bool = True, **options) -> Posterior:
@@ -47,7 +128,8 @@ def fit(model, data, *, method: str = "svi", validate: bool = True, **options) -
         The :class:`Posterior`; call ``.to_inference_data()`` for ArviZ.
 
     Raises:
-        ValueError: for an unknown method or invalid data.
+        ValueError: for an unknown method, an option the back-end does not take (the
+            message lists the valid ones; see :func:`backend_options`) or invalid data.
 
     Example:
         >>> from bayes_irl import GridWorld
@@ -62,6 +144,7 @@ def fit(model, data, *, method: str = "svi", validate: bool = True, **options) -
     """
     if method not in BACKENDS:
         raise ValueError(f"method must be one of {sorted(BACKENDS)}; got {method!r}")
+    check_options(method, options)
     prepared = model.prepare_data(data)
     previous = pyro.infer.util.is_validation_enabled()
     pyro.enable_validation(validate)

@@ -86,6 +86,15 @@ class Posterior:
     attrs: dict[str, Any] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __repr__(self) -> str:
+        sites = ", ".join(f"{k} {tuple(v.shape[2:])}" for k, v in self.samples.items())
+        n_data = len(self.data) if hasattr(self.data, "__len__") else "?"
+        return (
+            f"Posterior(method={self.method!r}, chains={self.num_chains}, "
+            f"draws={self.num_draws}, sites: {sites}; model={type(self.model).__name__}, "
+            f"{n_data} data items)"
+        )
+
     @property
     def num_chains(self) -> int:
         """Number of chains (1 for SVI/Laplace: their draws are independent)."""

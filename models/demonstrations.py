@@ -27,6 +27,7 @@ It also offers :meth:`DemonstrationModel.sufficient_statistics_potential`
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from typing import Any
 
@@ -42,6 +43,34 @@ from bayes_irl.trajectories import feature_counts
 from bayes_irl.validation import positive_int
 
 __all__ = ["DemonstrationModel"]
+
+
+def _check_reward_features(reward_model: RewardModel, mdp: Any) -> None:
+    """Compare a feature-based reward's features with the tabular MDP's.
+
+    Raises for features over other states/actions (the rewards could not be indexed);
+    warns when the feature counts K differ, the usual sign that the reward was built on
+    other features than intended (``LinearReward(mdp.features, ...)`` is the recipe).
+    """
+    features = getattr(reward_model, "features", None)
+    if not isinstance(mdp, TabularMDP) or not torch.is_tensor(features) or features.dim() != 3:
+        return
+    expected = (mdp.num_states, mdp.num_actions)
+    if tuple(features.shape[:2]) != expected:
+        raise ValueError(
+            f"reward_model features have shape {tuple(features.shape)} but the MDP has "
+            f"(S, A) = {expected}; build the reward on the MDP's states and actions, e.g. "
+            "LinearReward(mdp.features, feature_names=mdp.feature_names)"
+        )
+    if features.shape[-1] != mdp.num_features:
+        warnings.warn(
+            f"reward_model has K = {features.shape[-1]} features but the MDP has "
+            f"K = {mdp.num_features}; the fit uses the reward model's features. If that "
+            "is not intended, build it as LinearReward(mdp.features, "
+            "feature_names=mdp.feature_names)",
+            UserWarning,
+            stacklevel=3,
+        )
 
 
 class DemonstrationModel:
@@ -105,6 +134,7 @@ class DemonstrationModel:
                     f"reward_model has (state_dim, action_dim) = {ours} but the normaliser's "
                     f"trajectories have {theirs}"
                 )
+        _check_reward_features(reward_model, getattr(normalizer, "mdp", None))
         if subsample_size is not None:
             try:
                 subsample_size = positive_int(subsample_size, "subsample_size")

@@ -14,6 +14,7 @@ NOTEBOOKS = [
     "02_guide_policy.ipynb",
     "03_preferences_rlhf.ipynb",
     "04_swap_inference.ipynb",
+    "05_your_own_problem.ipynb",
     "07_acting_under_uncertainty.ipynb",
 ]
 

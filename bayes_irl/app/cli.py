@@ -4,7 +4,11 @@
 user's ``--mdp``/``--demos`` .npz files, prints the ArviZ summary (mean, sd, HDI, ESS,
 r_hat), and writes into ``--out``: ``posterior.nc`` (InferenceData, NetCDF),
 ``summary.csv``, ``reward_posterior.png`` (posterior mean ± HDI, with the true weights when
-known) and ``trace.png``. Existing outputs are never overwritten without ``--overwrite``.
+known), ``trace.png`` and, when the MDP has a 2-D layout (the built-in gridworld),
+``reward_map.png`` (posterior mean, sd and P(r(s) > 0) of the state reward over the grid,
+with the soft-optimal moves and the demonstrations' visit counts). Existing outputs are
+never overwritten without ``--overwrite``. ``--prior-scale``/``--prior-family`` set the
+prior of the reward weights (default Normal(0, 1)).
 
 ``bayes-irl simulate`` writes a seeded gridworld and demonstrations as .npz files, in the
 documented format, as a template for users' own data.
@@ -22,6 +26,8 @@ from pathlib import Path
 from bayes_irl.app import policy_command
 
 OUTPUT_FILES = ("posterior.nc", "summary.csv", "reward_posterior.png", "trace.png")
+REWARD_MAP_FILE = "reward_map.png"  # written too when the MDP has a 2-D layout
+PRIOR_FAMILIES = ("normal", "laplace", "cauchy")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -50,6 +56,20 @@ def _parser() -> argparse.ArgumentParser:
         help="maxent model: global (P ∝ dynamics·exp R) or maximum causal entropy",
     )
     fit.add_argument("--guide", default="multivariate_normal", help="SVI autoguide name")
+    fit.add_argument(
+        "--prior-scale",
+        type=float,
+        default=1.0,
+        help="scale of the prior on every reward weight (default 1). The prior shrinks the "
+        "weights towards 0: raise it when rewards of larger magnitude are plausible",
+    )
+    fit.add_argument(
+        "--prior-family",
+        choices=PRIOR_FAMILIES,
+        default="normal",
+        help="prior family, centred at 0 with --prior-scale (default normal; laplace and "
+        "cauchy have heavier tails and shrink large weights less)",
+    )
     fit.add_argument("--num-steps", type=int, default=5000, help="SVI steps")
     fit.add_argument(
         "--num-samples",
@@ -109,7 +129,7 @@ def _simulate(args) -> int:
 
 def _fit(args) -> int:
     out: Path = args.out
-    existing = [out / name for name in OUTPUT_FILES if (out / name).exists()]
+    existing = [out / n for n in (*OUTPUT_FILES, REWARD_MAP_FILE) if (out / n).exists()]
     if existing and not args.overwrite:
         names = ", ".join(str(p) for p in existing)
         print(
@@ -128,7 +148,7 @@ def _fit(args) -> int:
     import matplotlib.pyplot as plt
     import torch
 
-    from bayes_irl.app.plots import plot_reward_posterior
+    from bayes_irl.app.plots import plot_reward_maps, plot_reward_posterior
     from bayes_irl.inference import ExactNormalizer, fit
     from bayes_irl.io import load_demonstrations, load_mdp
     from bayes_irl.models import DemonstrationModel
@@ -138,13 +158,17 @@ def _fit(args) -> int:
     if args.mdp is not None:
         mdp, true_weights = load_mdp(args.mdp)
         demos = load_demonstrations(args.demos, mdp=mdp)
-        reward = LinearReward(mdp.features, feature_names=mdp.feature_names)
         source = f"{args.mdp} + {args.demos}"
     else:
         world = _world(args)
-        mdp, true_weights, reward = world.mdp, world.true_weights, world.reward_model
+        mdp, true_weights = world.mdp, world.true_weights
         demos = world.sample_demonstrations(args.num_demos, seed=args.seed, kind=args.kind)
         source = f"built-in {args.grid_size}×{args.grid_size} gridworld (seed {args.seed})"
+    reward = LinearReward(
+        mdp.features,
+        feature_names=mdp.feature_names,
+        prior=_prior(args.prior_family, args.prior_scale, mdp.dtype),
+    )
     print(f"bayes-irl fit: {source}; {mdp}; {len(demos)} demonstrations; method {args.method}")
     model = DemonstrationModel(reward, ExactNormalizer(mdp, kind=args.kind))
 
@@ -190,8 +214,29 @@ def _fit(args) -> int:
     fig.tight_layout()
     _atomic(out / "trace.png", lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
-    print(f"wrote {', '.join(str(out / n) for n in OUTPUT_FILES)}")
+    written = OUTPUT_FILES
+    if mdp.layout is not None:
+        fig = plot_reward_maps(mdp, reward, posterior, demonstrations=demos, kind=args.kind)
+        _atomic(out / REWARD_MAP_FILE, lambda p: fig.savefig(p, dpi=120, format="png"))
+        plt.close(fig)
+        written = (*OUTPUT_FILES, REWARD_MAP_FILE)
+    print(f"wrote {', '.join(str(out / n) for n in written)}")
     return 0
+
+
+def _prior(family: str, scale: float, dtype):
+    """The prior on every reward weight: ``family`` centred at 0 with ``scale``."""
+    import math
+
+    import pyro.distributions as dist
+    import torch
+
+    if not (math.isfinite(scale) and scale > 0):
+        raise ValueError(f"--prior-scale must be a positive number; got {scale}")
+    loc, scale_t = torch.tensor(0.0, dtype=dtype), torch.tensor(scale, dtype=dtype)
+    return {"normal": dist.Normal, "laplace": dist.Laplace, "cauchy": dist.Cauchy}[family](
+        loc, scale_t
+    )
 
 
 def _atomic(path: Path, write) -> None:
