@@ -25,6 +25,8 @@ Writers never overwrite an existing file unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -32,6 +34,7 @@ import torch
 
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.trajectories import TrajectoryBatch
+from bayes_irl.validation import integer_scalar
 
 __all__ = ["save_mdp", "load_mdp", "save_demonstrations", "load_demonstrations"]
 
@@ -47,20 +50,61 @@ def _check_writable(path: Path, overwrite: bool) -> Path:
 
 
 def _load(path) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file; every failure is a ValueError naming the file.
+
+    Truncated or corrupted archives (bad zip structure, bad CRC), empty files, a ``.npy``
+    (or any other file) under an ``.npz`` name, pickled object arrays and unreadable
+    members all raise ``ValueError(f"{path} ...: what is wrong")``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); expected an .npz archive")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        what = "a .npy array, not an .npz archive" if magic == b"\x93NUMPY" else (
+            "not a zip archive (truncated, or not written by numpy.savez)")
+        raise ValueError(f"{path} is not a readable .npz file: {what}")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-    except (ValueError, OSError) as err:
-        raise ValueError(f"{path} is not a readable .npz file: {err}") from err
+            arrays = {k: archive[k] for k in archive.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile,
+            zipfile.LargeZipFile, NotImplementedError, RuntimeError) as err:
+        message = str(err)
+        if "pickled" in message:
+            message = "it holds an object (pickled) array; store numeric arrays only"
+        raise ValueError(f"{path} is not a readable .npz file (corrupted or truncated?): "
+                         f"{type(err).__name__}: {message}") from err
+    if not arrays:
+        raise ValueError(f"{path} is an .npz archive without arrays")
+    return arrays
 
 
 def _require(arrays: dict, key: str, path, expected: str) -> np.ndarray:
     if key not in arrays:
         raise ValueError(f"{path} is missing key {key!r} ({expected})")
     return arrays[key]
+
+
+@contextmanager
+def _naming(path):
+    """Prefix every ValueError raised inside with the file's name (once)."""
+    try:
+        yield
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"{path}: {err}") from err
+
+
+def _field(check, value, name: str, path):
+    """Run ``check(value, name)``, prefixing its ValueError with the file's name."""
+    try:
+        return check(value, name)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def save_mdp(path, mdp: TabularMDP, *, true_weights=None, overwrite: bool = False) -> Path:
@@ -101,10 +145,16 @@ def load_mdp(
         ValueError: for a missing or malformed key (the message names it).
     """
     arrays = _load(path)
+    with _naming(path):
+        return _mdp_from_arrays(arrays, path, dtype=dtype, device=device)
+
+
+def _mdp_from_arrays(arrays, path, *, dtype, device):
     common = {
         "initial": _require(arrays, "initial", path, "float (S,)"),
         "features": _require(arrays, "features", path, "float (S, K) or (S, A, K)"),
-        "horizon": int(np.asarray(_require(arrays, "horizon", path, "int scalar")).reshape(-1)[0]),
+        "horizon": _field(integer_scalar, _require(arrays, "horizon", path, "int scalar"),
+                          "horizon", path),
         "action_log_base": arrays.get("action_log_base"),
         "feature_names": [str(n) for n in arrays["feature_names"]]
         if "feature_names" in arrays
@@ -160,10 +210,11 @@ def load_demonstrations(path, *, mdp: TabularMDP | None = None) -> TrajectoryBat
         ValueError: for a missing or malformed key, or data that do not fit ``mdp``.
     """
     arrays = _load(path)
-    return TrajectoryBatch.create(
-        states=_require(arrays, "states", path, "int (n, T+1)"),
-        actions=_require(arrays, "actions", path, "int (n, T)"),
-        lengths=arrays.get("lengths"),
-        contexts=arrays.get("contexts"),
-        mdp=mdp,
-    )
+    with _naming(path):
+        return TrajectoryBatch.create(
+            states=_require(arrays, "states", path, "int (n, T+1)"),
+            actions=_require(arrays, "actions", path, "int (n, T)"),
+            lengths=arrays.get("lengths"),
+            contexts=arrays.get("contexts"),
+            mdp=mdp,
+        )

@@ -35,7 +35,7 @@ import torch
 from torch.distributions import constraints
 
 from bayes_irl.trajectories import TrajectoryBatch, TrajectoryConstraint
-from bayes_irl.validation import check_finite
+from bayes_irl.validation import as_int_tensor, check_finite, integer_scalar
 
 __all__ = ["TabularMDP"]
 
@@ -170,7 +170,8 @@ class TabularMDP:
         Raises:
             ValueError: naming the offending argument and what was expected.
         """
-        succ = _as_tensor(successors, name="successors", dtype=torch.int64, device=device)
+        # as_int_tensor rejects non-integral floats (2.6 is an error, never state 2)
+        succ = as_int_tensor(successors, "successors", "(S, A, F)").to(device)
         if succ.dim() != 3:
             raise ValueError(f"successors must have shape (S, A, F); got {tuple(succ.shape)}")
         num_states, num_actions, _ = succ.shape
@@ -228,9 +229,10 @@ class TabularMDP:
             raise ValueError("features must have at least one column (K >= 1)")
         check_finite(feats, "features")
 
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
-            if not (torch.is_tensor(horizon) and horizon.numel() == 1):
-                raise ValueError(f"horizon must be an int >= 1; got {horizon!r}")
+        if torch.is_tensor(horizon) or isinstance(horizon, np.ndarray):
+            horizon = integer_scalar(horizon, "horizon")  # 6.7 or [6, 9] raise, never truncate
+        elif isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
+            raise ValueError(f"horizon must be an int >= 1; got {horizon!r}")
         horizon = int(horizon)
         if horizon < 1:
             raise ValueError(f"horizon must be an int >= 1; got {horizon}")

@@ -12,7 +12,13 @@ from typing import Any
 import numpy as np
 import torch
 
-__all__ = ["as_int_tensor", "check_finite", "positive_int", "validate_prior"]
+__all__ = [
+    "as_int_tensor",
+    "check_finite",
+    "integer_scalar",
+    "positive_int",
+    "validate_prior",
+]
 
 
 def positive_int(value: Any, name: str, minimum: int = 1) -> int:
@@ -34,6 +40,39 @@ def positive_int(value: Any, name: str, minimum: int = 1) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < minimum:
         raise ValueError(f"{name} must be an integer >= {minimum}; got {value!r}")
     return int(value)
+
+
+def integer_scalar(value: Any, name: str, minimum: int = 1) -> int:
+    """Return an integer stored as a 0-d or one-element array, never truncating.
+
+    For values read from files (``horizon`` in an ``.npz``): accepts integer dtypes and
+    integral floats (``6.0``), rejects empty arrays, several values (``[6, 9]``),
+    non-integral floats (``6.7``), NaN/inf, strings and bools.
+
+    Args:
+        value: array-like holding one number.
+        name: the field's name, used in the error messages.
+        minimum: smallest allowed value.
+
+    Raises:
+        ValueError: naming ``name``, what was received and what is expected.
+    """
+    array = value.detach().cpu().numpy() if torch.is_tensor(value) else np.asarray(value)
+    expected = f"one integer >= {minimum}"
+    if array.size != 1:
+        raise ValueError(
+            f"{name} must be {expected}; got an array of shape {array.shape} "
+            f"({array.size} values)"
+        )
+    if array.dtype.kind == "b" or array.dtype.kind not in "iuf":
+        raise ValueError(f"{name} must be {expected}; got {array.reshape(-1)[0]!r} "
+                         f"(dtype {array.dtype})")
+    item = array.reshape(-1)[0]
+    if array.dtype.kind == "f" and not (np.isfinite(item) and float(item).is_integer()):
+        raise ValueError(f"{name} must be {expected}; got {float(item)!r} (not an integer)")
+    if int(item) < minimum:
+        raise ValueError(f"{name} must be {expected}; got {int(item)}")
+    return int(item)
 
 
 def as_int_tensor(value: Any, name: str, expected: str = "") -> torch.Tensor:
