@@ -36,6 +36,7 @@ import torch
 from pyro.infer import HMC, MCMC, NUTS
 
 from bayes_irl.inference.posterior import Posterior
+from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
 
 __all__ = ["run_mcmc", "run_nuts", "run_hmc", "sufficient_statistics_potential"]
 
@@ -157,7 +158,7 @@ def run_mcmc(
                 "(real-support prior), an exact global normaliser, given_initial_state=False "
                 "and full-length demonstrations"
             )
-    chains, diverging, step_sizes, accept = [], [], [], []
+    chains, diverging, step_sizes, accept, recorders = [], [], [], [], []
     start = time.perf_counter()
     for chain in range(num_chains):
         pyro.set_rng_seed(seed + chain)
@@ -188,8 +189,11 @@ def run_mcmc(
                 jit_compile=jit_compile,
                 ignore_jit_warnings=True,
             )
+        recorders.append(SamplerStatsRecorder())  # tree depth + energy for the guards
+        recorders[-1].attach(mcmc_kernel)
         mcmc = MCMC(
             mcmc_kernel,
+            hook_fn=recorders[-1].hook,
             num_samples=num_samples,
             warmup_steps=warmup_steps,
             num_chains=1,
@@ -215,7 +219,9 @@ def run_mcmc(
         method=kernel,
         model=model,
         data=data,
-        sample_stats={"diverging": np.stack(diverging), "step_size": np.stack(step_sizes)},
+        sample_stats={"diverging": np.stack(diverging), "step_size": np.stack(step_sizes),
+                      **{k: np.stack([r.stats()[k] for r in recorders])
+                         for k in recorders[0].stats()}},
         attrs={
             "seed": seed,
             "num_chains": num_chains,

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
+from bayes_irl.inference.rng import preserve_global_state
 
 __all__ = [
     "SVIResult",
@@ -145,6 +146,7 @@ def draw_from_guide(model, guide: Callable, data, num_samples: int) -> dict[str,
     return samples
 
 
+@preserve_global_state  # the caller's param store and RNG streams survive the fit
 def run_svi(
     model,
     data,
