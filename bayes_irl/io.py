@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from bayes_irl.identifiability import check_identifiability
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.trajectories import TrajectoryBatch
 from bayes_irl.validation import integer_scalar
@@ -146,7 +147,10 @@ def load_mdp(
     """
     arrays = _load(path)
     with _naming(path):
-        return _mdp_from_arrays(arrays, path, dtype=dtype, device=device)
+        mdp, weights = _mdp_from_arrays(arrays, path, dtype=dtype, device=device)
+    # a user's MDP: name the weights no data can identify
+    check_identifiability(mdp.features, mdp.feature_names, source=str(path))
+    return mdp, weights
 
 
 def _mdp_from_arrays(arrays, path, *, dtype, device):

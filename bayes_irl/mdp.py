@@ -35,7 +35,7 @@ import torch
 from torch.distributions import constraints
 
 from bayes_irl.trajectories import TrajectoryBatch, TrajectoryConstraint
-from bayes_irl.validation import as_int_tensor, check_finite, integer_scalar
+from bayes_irl.validation import as_int_tensor, check_finite, check_precision, integer_scalar
 
 __all__ = ["TabularMDP"]
 
@@ -92,6 +92,7 @@ class TabularMDP:
         feature_names: list[str] | None = None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
+        allow_float32: bool = False,
     ) -> TabularMDP:
         """Build an MDP from a dense transition tensor.
 
@@ -105,6 +106,8 @@ class TabularMDP:
             dtype: floating dtype of every tensor (float64 by default: the exact
                 recursion is the reference the approximations are tested against).
             device: torch device of every tensor.
+            allow_float32: accept float32 where :func:`bayes_irl.validation.check_precision`
+                refuses it (long horizons, large features).
 
         Returns:
             The validated MDP, with transitions stored at fan-out F = the largest number of
@@ -134,6 +137,7 @@ class TabularMDP:
             feature_names=feature_names,
             dtype=dtype,
             device=device,
+            allow_float32=allow_float32,
         )
 
     @classmethod
@@ -149,6 +153,7 @@ class TabularMDP:
         feature_names: list[str] | None = None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
+        allow_float32: bool = False,
     ) -> TabularMDP:
         """Build an MDP from fixed fan-out successor lists.
 
@@ -163,6 +168,8 @@ class TabularMDP:
             feature_names: optional K names.
             dtype: floating dtype.
             device: torch device.
+            allow_float32: accept float32 (or lower) precision even where
+                :func:`bayes_irl.validation.check_precision` refuses it.
 
         Returns:
             The validated MDP.
@@ -249,6 +256,7 @@ class TabularMDP:
             if torch.isnan(base).any() or (base == torch.inf).any():
                 raise ValueError("action_log_base must not contain NaN or +inf")
 
+        check_precision(dtype, horizon, float(feats.abs().max()), allow_float32=allow_float32)
         num_features = feats.shape[-1]
         if feature_names is None:
             names = tuple(f"feature_{k}" for k in range(num_features))

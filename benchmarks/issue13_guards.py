@@ -22,8 +22,9 @@ torch.set_num_threads(1)
 def model_for(world, *, scale=1.0, prior=None, mdp=None):
     mdp = mdp or world.mdp
     feats = mdp.features * scale
-    mdp2 = TabularMDP.from_sparse(successors=mdp.successors, successor_probs=mdp.successor_log_probs.exp(),
-                                  initial=mdp.initial, features=feats, horizon=mdp.horizon)
+    mdp2 = TabularMDP.from_sparse(
+        successors=mdp.successors, successor_probs=mdp.successor_log_probs.exp(),
+        initial=mdp.initial, features=feats, horizon=mdp.horizon)
     reward = LinearReward(mdp2.features, prior=prior)
     return DemonstrationModel(reward, ExactNormalizer(mdp2)), mdp2
 

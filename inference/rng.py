@@ -29,7 +29,7 @@ def preserve_global_state(function: F) -> F:
     @functools.wraps(function)
     def wrapper(*args, **kwargs):
         python_state = random.getstate()
-        numpy_state = np.random.get_state()
+        numpy_state = np.random.get_state()  # noqa: NPY002 - the user's legacy global stream
         torch_state = torch.random.get_rng_state()
         cuda_state = torch.cuda.get_rng_state_all() if torch.cuda.is_initialized() else None
         store = pyro.get_param_store()
@@ -38,7 +38,7 @@ def preserve_global_state(function: F) -> F:
             return function(*args, **kwargs)
         finally:
             random.setstate(python_state)
-            np.random.set_state(numpy_state)
+            np.random.set_state(numpy_state)  # noqa: NPY002
             torch.random.set_rng_state(torch_state)
             if cuda_state is not None:
                 torch.cuda.set_rng_state_all(cuda_state)

@@ -89,6 +89,15 @@ class SamplerStatsRecorder:
         self._calls = 0
         self._first_kinetic = None
 
+    @classmethod
+    def restored(cls, stats: dict[str, np.ndarray]) -> SamplerStatsRecorder:
+        """A recorder holding the :meth:`stats` of a chain saved in a checkpoint."""
+        recorder = cls()
+        recorder.tree_depth = list(stats["tree_depth"])
+        recorder.num_steps = list(stats["n_steps"])
+        recorder.energy = list(stats["energy"])
+        return recorder
+
     def stats(self) -> dict[str, np.ndarray]:
         """``tree_depth``, ``n_steps`` and ``energy`` arrays of shape (draws,)."""
         return {
