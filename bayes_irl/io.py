@@ -74,8 +74,9 @@ def _load(path) -> dict[str, np.ndarray]:
     except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile,
             zipfile.LargeZipFile, NotImplementedError, RuntimeError) as err:
         message = str(err)
-        if "pickled" in message:
-            message = "it holds an object (pickled) array; store numeric arrays only"
+        if "pickle" in message or "Object arrays" in message:
+            raise ValueError(f"{path} holds an object (pickled) array, which is never loaded; "
+                             "store numeric arrays only") from err
         raise ValueError(f"{path} is not a readable .npz file (corrupted or truncated?): "
                          f"{type(err).__name__}: {message}") from err
     if not arrays:
