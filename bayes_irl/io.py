@@ -101,6 +101,15 @@ def _naming(path):
         raise ValueError(f"{path}: {err}") from err
 
 
+def _names(value, path) -> list[str]:
+    """``feature_names`` must be a 1-D array of names (K,)."""
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"feature_names in {path} must be a 1-D array of K names; got shape "
+                         f"{array.shape}")
+    return [str(n) for n in array]
+
+
 def _field(check, value, name: str, path):
     """Run ``check(value, name)``, prefixing its ValueError with the file's name."""
     try:
@@ -161,8 +170,7 @@ def _mdp_from_arrays(arrays, path, *, dtype, device):
         "horizon": _field(integer_scalar, _require(arrays, "horizon", path, "int scalar"),
                           "horizon", path),
         "action_log_base": arrays.get("action_log_base"),
-        "feature_names": [str(n) for n in arrays["feature_names"]]
-        if "feature_names" in arrays
+        "feature_names": _names(arrays["feature_names"], path) if "feature_names" in arrays
         else None,
         "dtype": dtype,
         "device": device,
@@ -181,7 +189,11 @@ def _mdp_from_arrays(arrays, path, *, dtype, device):
         )
     weights = None
     if "true_weights" in arrays:
-        weights = torch.as_tensor(arrays["true_weights"], dtype=dtype, device=device)
+        raw_weights = np.asarray(arrays["true_weights"])
+        if raw_weights.dtype.kind not in "iuf":
+            raise ValueError(f"true_weights in {path} must be a float array (K,); got dtype "
+                             f"{raw_weights.dtype}")
+        weights = torch.as_tensor(raw_weights, dtype=dtype, device=device)
         if weights.shape != (mdp.num_features,):
             raise ValueError(
                 f"true_weights in {path} must have shape ({mdp.num_features},); got "

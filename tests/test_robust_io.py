@@ -89,7 +89,8 @@ def test_horizon_is_one_integer_never_truncated(files, horizon, message):
     arrays["horizon"] = horizon
     path = folder / "bad_horizon.npz"
     np.savez(path, **arrays)
-    with pytest.raises(ValueError, match=f"bad_horizon.npz: horizon must be one integer.*{message}"):
+    expected = f"bad_horizon.npz: horizon must be one integer.*{message}"
+    with pytest.raises(ValueError, match=expected):
         load_mdp(path)
 
 

@@ -147,6 +147,7 @@ def _fit(args) -> int:
     from bayes_irl.inference import ExactNormalizer, fit
     from bayes_irl.inference.checkpoint import MCMCCheckpoint, SVICheckpoint
     from bayes_irl.inference.convergence import ConvergenceWarning
+    from bayes_irl.inference.diagnostics import ImportanceWarning
     from bayes_irl.inference.standardize import standardized_features, weights_to_user_scale
     from bayes_irl.io import load_demonstrations, load_mdp
     from bayes_irl.models import DemonstrationModel
@@ -195,6 +196,7 @@ def _fit(args) -> int:
     with warnings.catch_warnings():
         # the verdict is printed below as one line, not as a Python warning
         warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", ImportanceWarning)  # its k-hat is in the verdict
         posterior = fit(model, demos, method=args.method, **options)
     if scale is not None:
         weights_to_user_scale(posterior, reward.site_name, scale, user_model)
