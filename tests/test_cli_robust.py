@@ -95,8 +95,8 @@ def _wait_for(path, process, timeout=300):
 
 @pytest.mark.slow  # three CLI fits, one in a fresh interpreter (~1-2 min on 2 loaded cores)
 def test_sigterm_then_resume_is_bit_identical(tmp_path):
-    fit_args = ["fit", *SMALL, "--method", "svi", "--num-steps", "4000", "--num-samples",
-                "200", "--checkpoint-every", "100", "--seed", "3"]
+    fit_args = ["fit", *SMALL, "--method", "svi", "--num-steps", "1500", "--num-samples",
+                "200", "--checkpoint-every", "50", "--seed", "3"]
     killed = tmp_path / "killed"
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
     process = subprocess.Popen(
