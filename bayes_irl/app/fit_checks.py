@@ -40,7 +40,6 @@ _MINIMUM = {
     "warmup": ("--warmup", 0),
     "chains": ("--chains", 1),
     "threads": ("--threads", 1),
-    "grid_size": ("--grid-size", 2),
     "num_features": ("--num-features", 1),
     "horizon": ("--horizon", 1),
     "checkpoint_every": ("--checkpoint-every", 1),
