@@ -25,13 +25,17 @@ Writers never overwrite an existing file unless ``overwrite=True``.
 
 from __future__ import annotations
 
+import zipfile
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from bayes_irl.identifiability import check_identifiability
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.trajectories import TrajectoryBatch
+from bayes_irl.validation import integer_scalar
 
 __all__ = ["save_mdp", "load_mdp", "save_demonstrations", "load_demonstrations"]
 
@@ -47,20 +51,71 @@ def _check_writable(path: Path, overwrite: bool) -> Path:
 
 
 def _load(path) -> dict[str, np.ndarray]:
+    """Read every array of an ``.npz`` file; every failure is a ValueError naming the file.
+
+    Truncated or corrupted archives (bad zip structure, bad CRC), empty files, a ``.npy``
+    (or any other file) under an ``.npz`` name, pickled object arrays and unreadable
+    members all raise ``ValueError(f"{path} ...: what is wrong")``.
+    """
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
+    if path.stat().st_size == 0:
+        raise ValueError(f"{path} is empty (0 bytes); expected an .npz archive")
+    if not zipfile.is_zipfile(path):
+        with open(path, "rb") as handle:
+            magic = handle.read(6)
+        what = "a .npy array, not an .npz archive" if magic == b"\x93NUMPY" else (
+            "not a zip archive (truncated, or not written by numpy.savez)")
+        raise ValueError(f"{path} is not a readable .npz file: {what}")
     try:
         with np.load(path, allow_pickle=False) as archive:
-            return {k: archive[k] for k in archive.files}
-    except (ValueError, OSError) as err:
-        raise ValueError(f"{path} is not a readable .npz file: {err}") from err
+            arrays = {k: archive[k] for k in archive.files}
+    except (ValueError, OSError, EOFError, KeyError, zipfile.BadZipFile,
+            zipfile.LargeZipFile, NotImplementedError, RuntimeError) as err:
+        message = str(err)
+        if "pickle" in message or "Object arrays" in message:
+            raise ValueError(f"{path} holds an object (pickled) array, which is never loaded; "
+                             "store numeric arrays only") from err
+        raise ValueError(f"{path} is not a readable .npz file (corrupted or truncated?): "
+                         f"{type(err).__name__}: {message}") from err
+    if not arrays:
+        raise ValueError(f"{path} is an .npz archive without arrays")
+    return arrays
 
 
 def _require(arrays: dict, key: str, path, expected: str) -> np.ndarray:
     if key not in arrays:
         raise ValueError(f"{path} is missing key {key!r} ({expected})")
     return arrays[key]
+
+
+@contextmanager
+def _naming(path):
+    """Prefix every ValueError raised inside with the file's name (once)."""
+    try:
+        yield
+    except ValueError as err:
+        if str(path) in str(err):
+            raise
+        raise ValueError(f"{path}: {err}") from err
+
+
+def _names(value, path) -> list[str]:
+    """``feature_names`` must be a 1-D array of names (K,)."""
+    array = np.asarray(value)
+    if array.ndim != 1:
+        raise ValueError(f"feature_names in {path} must be a 1-D array of K names; got shape "
+                         f"{array.shape}")
+    return [str(n) for n in array]
+
+
+def _field(check, value, name: str, path):
+    """Run ``check(value, name)``, prefixing its ValueError with the file's name."""
+    try:
+        return check(value, name)
+    except ValueError as err:
+        raise ValueError(f"{path}: {err}") from err
 
 
 def save_mdp(path, mdp: TabularMDP, *, true_weights=None, overwrite: bool = False) -> Path:
@@ -101,13 +156,21 @@ def load_mdp(
         ValueError: for a missing or malformed key (the message names it).
     """
     arrays = _load(path)
+    with _naming(path):
+        mdp, weights = _mdp_from_arrays(arrays, path, dtype=dtype, device=device)
+    # a user's MDP: name the weights no data can identify
+    check_identifiability(mdp.features, mdp.feature_names, source=str(path))
+    return mdp, weights
+
+
+def _mdp_from_arrays(arrays, path, *, dtype, device):
     common = {
         "initial": _require(arrays, "initial", path, "float (S,)"),
         "features": _require(arrays, "features", path, "float (S, K) or (S, A, K)"),
-        "horizon": int(np.asarray(_require(arrays, "horizon", path, "int scalar")).reshape(-1)[0]),
+        "horizon": _field(integer_scalar, _require(arrays, "horizon", path, "int scalar"),
+                          "horizon", path),
         "action_log_base": arrays.get("action_log_base"),
-        "feature_names": [str(n) for n in arrays["feature_names"]]
-        if "feature_names" in arrays
+        "feature_names": _names(arrays["feature_names"], path) if "feature_names" in arrays
         else None,
         "dtype": dtype,
         "device": device,
@@ -126,7 +189,11 @@ def load_mdp(
         )
     weights = None
     if "true_weights" in arrays:
-        weights = torch.as_tensor(arrays["true_weights"], dtype=dtype, device=device)
+        raw_weights = np.asarray(arrays["true_weights"])
+        if raw_weights.dtype.kind not in "iuf":
+            raise ValueError(f"true_weights in {path} must be a float array (K,); got dtype "
+                             f"{raw_weights.dtype}")
+        weights = torch.as_tensor(raw_weights, dtype=dtype, device=device)
         if weights.shape != (mdp.num_features,):
             raise ValueError(
                 f"true_weights in {path} must have shape ({mdp.num_features},); got "
@@ -160,10 +227,11 @@ def load_demonstrations(path, *, mdp: TabularMDP | None = None) -> TrajectoryBat
         ValueError: for a missing or malformed key, or data that do not fit ``mdp``.
     """
     arrays = _load(path)
-    return TrajectoryBatch.create(
-        states=_require(arrays, "states", path, "int (n, T+1)"),
-        actions=_require(arrays, "actions", path, "int (n, T)"),
-        lengths=arrays.get("lengths"),
-        contexts=arrays.get("contexts"),
-        mdp=mdp,
-    )
+    with _naming(path):
+        return TrajectoryBatch.create(
+            states=_require(arrays, "states", path, "int (n, T+1)"),
+            actions=_require(arrays, "actions", path, "int (n, T)"),
+            lengths=arrays.get("lengths"),
+            contexts=arrays.get("contexts"),
+            mdp=mdp,
+        )

@@ -35,7 +35,13 @@ import torch
 from torch.distributions import constraints
 
 from bayes_irl.trajectories import TrajectoryBatch, TrajectoryConstraint
-from bayes_irl.validation import check_finite, positive_int
+from bayes_irl.validation import (
+    as_int_tensor,
+    check_finite,
+    check_precision,
+    integer_scalar,
+    positive_int,
+)
 
 __all__ = ["TabularMDP"]
 
@@ -101,6 +107,7 @@ class TabularMDP:
         reference_reward=None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
+        allow_float32: bool = False,
     ) -> TabularMDP:
         """Build an MDP from a dense transition tensor.
 
@@ -116,6 +123,8 @@ class TabularMDP:
             dtype: floating dtype of every tensor (float64 by default: the exact
                 recursion is the reference the approximations are tested against).
             device: torch device of every tensor.
+            allow_float32: accept float32 where :func:`bayes_irl.validation.check_precision`
+                refuses it (long horizons, large features).
 
         Returns:
             The validated MDP, with transitions stored at fan-out F = the largest number of
@@ -147,6 +156,7 @@ class TabularMDP:
             reference_reward=reference_reward,
             dtype=dtype,
             device=device,
+            allow_float32=allow_float32,
         )
 
     @classmethod
@@ -164,6 +174,7 @@ class TabularMDP:
         reference_reward=None,
         dtype: torch.dtype = torch.float64,
         device: str | torch.device | None = None,
+        allow_float32: bool = False,
     ) -> TabularMDP:
         """Build an MDP from fixed fan-out successor lists.
 
@@ -180,6 +191,8 @@ class TabularMDP:
             reference_reward: optional reference reward ``r_ref[s, a]``, shape (S, A).
             dtype: floating dtype.
             device: torch device.
+            allow_float32: accept float32 (or lower) precision even where
+                :func:`bayes_irl.validation.check_precision` refuses it.
 
         Returns:
             The validated MDP.
@@ -187,7 +200,8 @@ class TabularMDP:
         Raises:
             ValueError: naming the offending argument and what was expected.
         """
-        succ = _as_tensor(successors, name="successors", dtype=torch.int64, device=device)
+        # as_int_tensor rejects non-integral floats (2.6 is an error, never state 2)
+        succ = as_int_tensor(successors, "successors", "(S, A, F)").to(device)
         if succ.dim() != 3:
             raise ValueError(f"successors must have shape (S, A, F); got {tuple(succ.shape)}")
         num_states, num_actions, _ = succ.shape
@@ -245,9 +259,10 @@ class TabularMDP:
             raise ValueError("features must have at least one column (K >= 1)")
         check_finite(feats, "features")
 
-        if isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
-            if not (torch.is_tensor(horizon) and horizon.numel() == 1):
-                raise ValueError(f"horizon must be an int >= 1; got {horizon!r}")
+        if torch.is_tensor(horizon) or isinstance(horizon, np.ndarray):
+            horizon = integer_scalar(horizon, "horizon")  # 6.7 or [6, 9] raise, never truncate
+        elif isinstance(horizon, bool) or not isinstance(horizon, (int, np.integer)):
+            raise ValueError(f"horizon must be an int >= 1; got {horizon!r}")
         horizon = int(horizon)
         if horizon < 1:
             raise ValueError(f"horizon must be an int >= 1; got {horizon}")
@@ -264,6 +279,7 @@ class TabularMDP:
             if torch.isnan(base).any() or (base == torch.inf).any():
                 raise ValueError("action_log_base must not contain NaN or +inf")
 
+        check_precision(dtype, horizon, float(feats.abs().max()), allow_float32=allow_float32)
         num_features = feats.shape[-1]
         if feature_names is None:
             names = tuple(f"feature_{k}" for k in range(num_features))

@@ -24,7 +24,9 @@ from collections.abc import Callable
 import pyro
 
 from bayes_irl.inference.backends import BACKENDS
+from bayes_irl.inference.convergence import check_convergence, enforce
 from bayes_irl.inference.posterior import Posterior
+from bayes_irl.inference.rng import preserve_global_state
 
 __all__ = ["fit", "BACKENDS", "backend_options", "register_backend"]
 
@@ -113,7 +115,17 @@ def check_options(method: str, options: dict) -> None:
         )
 
 
-def fit(model, data, *, method: str = "svi", validate: bool = True, **options) -> Posterior:
+@preserve_global_state
+def fit(
+    model,
+    data,
+    *,
+    method: str = "svi",
+    validate: bool = True,
+    check: bool = True,
+    strict: bool = False,
+    **options,
+) -> Posterior:
     """Fit the posterior of ``model`` given ``data`` with the chosen back-end.
 
     Args:
@@ -122,6 +134,11 @@ def fit(model, data, *, method: str = "svi", validate: bool = True, **options) -
             ``model.prepare_data``.
         method: a key of :data:`BACKENDS`.
         validate: turn on Pyro's distribution argument validation during the fit.
+        check: run the convergence guards of :mod:`bayes_irl.inference.convergence`
+            after the fit (r_hat, bulk/tail ESS, divergences, tree depth, E-BFMI, SVI loss
+            drift, importance k-hat/ESS); the report is stored in ``posterior.attrs``
+            (``convergence_*``) and a failure issues a ``ConvergenceWarning``.
+        strict: raise ``ConvergenceError`` instead of warning.
         **options: passed to the back-end (seed, num_steps, num_samples, guide, ...).
 
     Returns:
@@ -130,6 +147,10 @@ def fit(model, data, *, method: str = "svi", validate: bool = True, **options) -
     Raises:
         ValueError: for an unknown method, an option the back-end does not take (the
             message lists the valid ones; see :func:`backend_options`) or invalid data.
+        ConvergenceError: with ``strict=True``, when a convergence check fails.
+
+    The caller's global random state (``random``, numpy, torch, Pyro's param store) is
+    the same after the call as before; the fit itself is seeded by ``seed``.
 
     Example:
         >>> from bayes_irl import GridWorld
@@ -149,6 +170,12 @@ def fit(model, data, *, method: str = "svi", validate: bool = True, **options) -
     previous = pyro.infer.util.is_validation_enabled()
     pyro.enable_validation(validate)
     try:
-        return BACKENDS[method](model, prepared, **options)
+        posterior = BACKENDS[method](model, prepared, **options)
     finally:
         pyro.enable_validation(previous)
+    if check:
+        report = check_convergence(posterior)
+        posterior.attrs.update(report.to_attrs())
+        posterior.extra["convergence"] = report
+        enforce(report, strict=strict, stacklevel=3)
+    return posterior

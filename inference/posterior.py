@@ -74,8 +74,14 @@ class Posterior:
         data: the prepared data it was fitted to.
         sample_stats: back-end statistics, name -> array of shape (chain, draw).
         attrs: metadata (seed, options, wall time, ...), netCDF-serialisable values.
-        extra: objects that are not draws (the fitted guide, the SVI loss trace, the
-            MCMC objects) for users who want to continue from them.
+        extra: objects that are not draws, per back-end: SVI/Laplace ``guide`` (the
+            fitted guide) and ``losses``; NUTS/HMC ``num_divergences`` (the Pyro ``MCMC``
+            objects are not kept; their adaptation is saved by
+            :class:`~bayes_irl.inference.checkpoint.MCMCCheckpoint`); importance
+            ``log_weights``, ``diagnostics``, ``proposal_samples``; after
+            :func:`~bayes_irl.inference.fit`, ``convergence`` (the
+            :class:`~bayes_irl.inference.convergence.ConvergenceReport`). Empty for a
+            posterior reloaded with :meth:`load`.
     """
 
     samples: dict[str, torch.Tensor]
@@ -94,6 +100,64 @@ class Posterior:
             f"draws={self.num_draws}, sites: {sites}; model={type(self.model).__name__}, "
             f"{n_data} data items)"
         )
+    @classmethod
+    def from_inference_data(cls, idata: az.InferenceData, *, model, data) -> Posterior:
+        """Rebuild a Posterior from InferenceData (e.g. a saved ``posterior.nc``).
+
+        The draws, per-draw ``sample_stats`` (chain, draw) and attributes (method, seeds,
+        convergence diagnostics) come from ``idata``; the model and data are not stored in
+        NetCDF, so they are given again (e.g. from the same MDP and demonstration files).
+        Predictive checks, LOO and plots then work as on a fresh fit.
+
+        Args:
+            idata: InferenceData with a ``posterior`` group.
+            model: the model that was fitted (same latent sites and shapes).
+            data: the raw data it was fitted to (validated with ``model.prepare_data``).
+
+        Returns:
+            The Posterior (``extra`` is empty: guides and loss traces are not saved).
+
+        Raises:
+            ValueError: when ``idata`` lacks a posterior or the model's latent sites.
+        """
+        if not isinstance(idata, az.InferenceData) or "posterior" not in idata.groups():
+            raise ValueError("idata must be an arviz.InferenceData with a 'posterior' group")
+        latent = list(model.latent_dims)
+        missing = [k for k in latent if k not in idata.posterior]
+        if missing:
+            raise ValueError(f"the InferenceData has no posterior draws of {missing}; it was "
+                             "not fitted with this model")
+        dtype = next((p.dtype for p in _floating_tensors(model)), torch.float64)
+        samples = {k: torch.as_tensor(idata.posterior[k].values, dtype=dtype) for k in latent}
+        stats = {}
+        if "sample_stats" in idata.groups():
+            for name, var in idata.sample_stats.data_vars.items():
+                if var.dims == ("chain", "draw") and name != "lp":
+                    stats[name] = var.values
+        attrs = dict(idata.posterior.attrs)
+        return cls(samples=samples, method=str(attrs.get("method", "unknown")), model=model,
+                   data=model.prepare_data(data), sample_stats=stats,
+                   attrs={k: v for k, v in attrs.items() if k.startswith(
+                       ("convergence_", "seed", "num_", "wall_time", "guide", "khat", "ess"))})
+
+    @classmethod
+    def load(cls, path, *, model, data) -> Posterior:
+        """Load a saved ``posterior.nc`` (see :meth:`from_inference_data`).
+
+        Raises:
+            ValueError: for a file that is not readable NetCDF InferenceData.
+            FileNotFoundError: when ``path`` does not exist.
+        """
+        from pathlib import Path
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no such file: {path}")
+        try:
+            idata = az.from_netcdf(str(path))
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+            raise ValueError(f"{path} is not a readable InferenceData NetCDF file: {err}") from err
+        return cls.from_inference_data(idata, model=model, data=data)
 
     @property
     def num_chains(self) -> int:
@@ -184,6 +248,15 @@ class Posterior:
         for extra_name, (values, extra_dim) in self.extra.get("sample_stats_extra", {}).items():
             idata.sample_stats[extra_name] = ((extra_dim,), np.asarray(values))
         return idata
+
+
+def _floating_tensors(model):
+    """Floating tensors the model holds (to match the dtype of reloaded draws)."""
+    reward = getattr(model, "reward_model", None)
+    for obj in (reward, model):
+        for value in vars(obj).values() if obj is not None else ():
+            if torch.is_tensor(value) and value.is_floating_point():
+                yield value
 
 
 def _version() -> str:

@@ -344,6 +344,12 @@ def posterior_predictive_check(
         >>> sorted(ppc.omnibus)
         ['feature_counts', 'state_visits']
     """
+    if isinstance(posterior, az.InferenceData):
+        raise ValueError(
+            "posterior_predictive_check needs the model and data: pass "
+            "Posterior.from_inference_data(idata, model=..., data=...) (or Posterior.load("
+            "'posterior.nc', model=..., data=...)) instead of the InferenceData"
+        )
     num_draws = positive_int(num_draws, "num_draws", minimum=2)
     if not 0 < prob < 1:
         raise ValueError(f"prob must lie in (0, 1); got {prob!r}")

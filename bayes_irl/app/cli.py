@@ -48,7 +48,9 @@ def _parser() -> argparse.ArgumentParser:
     world_args(fit)
     fit.add_argument("--mdp", type=Path, help="MDP .npz (see README); replaces the gridworld")
     fit.add_argument("--demos", type=Path, help="demonstrations .npz (required with --mdp)")
-    fit.add_argument("--method", default="nuts", help="svi, laplace, nuts or hmc (default nuts)")
+    fit.add_argument(
+        "--method", default="nuts", help="svi, laplace, nuts, hmc or importance (default nuts)"
+    )
     fit.add_argument(
         "--kind",
         choices=["global", "causal"],
@@ -81,6 +83,24 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--chains", type=int, default=2, help="NUTS/HMC chains (>= 2 for r_hat)")
     fit.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output folder")
     fit.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+    fit.add_argument(
+        "--strict",
+        action="store_true",
+        help="exit with code 3 when a convergence check fails (outputs are still written)",
+    )
+    fit.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue an interrupted svi/nuts/hmc fit from its checkpoint in --out",
+    )
+    fit.add_argument(
+        "--checkpoint-every", type=int, default=500, help="SVI steps between checkpoints"
+    )
+    fit.add_argument(
+        "--standardize",
+        action="store_true",
+        help="fit on standardised features (prior on that scale); report weights on yours",
+    )
     fit.add_argument("--no-progress", action="store_true", help="hide progress bars")
     fit.add_argument(
         "--threads",
@@ -128,18 +148,18 @@ def _simulate(args) -> int:
 
 
 def _fit(args) -> int:
+    from bayes_irl.app.fit_checks import (
+        CHECKPOINT_FILES,
+        mark_complete,
+        prepare_output,
+        validate_fit_args,
+    )
+
     out: Path = args.out
-    existing = [out / n for n in (*OUTPUT_FILES, REWARD_MAP_FILE) if (out / n).exists()]
-    if existing and not args.overwrite:
-        names = ", ".join(str(p) for p in existing)
-        print(
-            f"error: {names} already exist(s); pass --overwrite or choose another --out",
-            file=sys.stderr,
-        )
-        return 2
-    if (args.mdp is None) != (args.demos is None):
-        print("error: --mdp and --demos must be given together", file=sys.stderr)
-        return 2
+    validate_fit_args(args)  # every option, before anything is loaded or fitted
+    prepare_output(
+        out, (*OUTPUT_FILES, REWARD_MAP_FILE), overwrite=args.overwrite, resume=args.resume
+    )
 
     import matplotlib
 
@@ -150,6 +170,10 @@ def _fit(args) -> int:
 
     from bayes_irl.app.plots import plot_reward_maps, plot_reward_posterior
     from bayes_irl.inference import ExactNormalizer, fit
+    from bayes_irl.inference.checkpoint import MCMCCheckpoint, SVICheckpoint
+    from bayes_irl.inference.convergence import ConvergenceWarning
+    from bayes_irl.inference.diagnostics import ImportanceWarning
+    from bayes_irl.inference.standardize import standardized_features, weights_to_user_scale
     from bayes_irl.io import load_demonstrations, load_mdp
     from bayes_irl.models import DemonstrationModel
     from bayes_irl.rewards import LinearReward
@@ -170,19 +194,41 @@ def _fit(args) -> int:
         prior=_prior(args.prior_family, args.prior_scale, mdp.dtype),
     )
     print(f"bayes-irl fit: {source}; {mdp}; {len(demos)} demonstrations; method {args.method}")
+    scale = None
+    if args.standardize:
+        import pyro.distributions as dist
+
+        features, scale = standardized_features(mdp.features)
+        user_model = DemonstrationModel(  # N(0, 1) on the standardised scale, mapped back
+            LinearReward(mdp.features, prior=dist.Normal(torch.zeros_like(scale), 1 / scale),
+                         feature_names=mdp.feature_names),
+            ExactNormalizer(mdp, kind=args.kind))
+        reward = LinearReward(features, feature_names=mdp.feature_names)
     model = DemonstrationModel(reward, ExactNormalizer(mdp, kind=args.kind))
 
-    options: dict = {"seed": args.seed, "progress_bar": not args.no_progress}
+    num_samples = 1000 if args.num_samples is None else args.num_samples
+    options: dict = {"seed": args.seed, "progress_bar": not args.no_progress,
+                     "num_samples": num_samples}
     if args.method in ("nuts", "hmc"):
-        options.update(
-            num_samples=args.num_samples or 1000, warmup_steps=args.warmup, num_chains=args.chains
-        )
-    else:
-        options.update(num_samples=args.num_samples or 1000, num_steps=args.num_steps)
+        options.update(warmup_steps=args.warmup, num_chains=args.chains)
+    elif args.method in ("svi", "laplace"):
+        options.update(num_steps=args.num_steps)
         if args.method == "svi":
             options["guide"] = args.guide
+    if args.method == "svi":
+        options["checkpoint"] = SVICheckpoint(
+            out / CHECKPOINT_FILES["svi"], every=args.checkpoint_every, resume=args.resume)
+    elif args.method in CHECKPOINT_FILES:
+        options["checkpoint"] = MCMCCheckpoint(out / CHECKPOINT_FILES[args.method],
+                                               resume=args.resume)
     start = time.perf_counter()
-    posterior = fit(model, demos, method=args.method, **options)
+    with warnings.catch_warnings():
+        # the verdict is printed below as one line, not as a Python warning
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        warnings.simplefilter("ignore", ImportanceWarning)  # its k-hat is in the verdict
+        posterior = fit(model, demos, method=args.method, **options)
+    if scale is not None:
+        weights_to_user_scale(posterior, reward.site_name, scale, user_model)
     idata = posterior.to_inference_data()
     elapsed = time.perf_counter() - start
 
@@ -193,8 +239,12 @@ def _fit(args) -> int:
     with _pandas_display():
         print(summary.to_string())
     print(f"fitted in {elapsed:.1f} s")
-    if posterior.num_chains < 2:
-        print("note: r_hat needs >= 2 chains; SVI/Laplace draws are independent (one chain)")
+    if args.method in ("nuts", "hmc") and posterior.num_chains < 2:
+        print(f"note: r_hat needs >= 2 chains; --chains {args.chains} was given")
+    elif posterior.num_chains < 2:
+        print(f"note: {args.method} draws are independent (one chain): r_hat does not apply")
+    verdict = posterior.attrs.get("convergence_verdict", "not checked")
+    print(f"convergence: {verdict}")
 
     out.mkdir(parents=True, exist_ok=True)
     _atomic(out / "posterior.nc", lambda p: idata.to_netcdf(str(p)))
@@ -220,7 +270,14 @@ def _fit(args) -> int:
         _atomic(out / REWARD_MAP_FILE, lambda p: fig.savefig(p, dpi=120, format="png"))
         plt.close(fig)
         written = (*OUTPUT_FILES, REWARD_MAP_FILE)
+    mark_complete(out, written, verdict)
+    for name in set(CHECKPOINT_FILES.values()):
+        (out / name).unlink(missing_ok=True)  # the finished outputs supersede it
     print(f"wrote {', '.join(str(out / n) for n in written)}")
+    if args.strict and not posterior.attrs.get("convergence_ok", 1):
+        print("error: --strict: the fit failed its convergence checks (see above)",
+              file=sys.stderr)
+        return 3
     return 0
 
 
@@ -266,13 +323,20 @@ class _pandas_display:
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayes-irl`` command."""
     args = _parser().parse_args(argv)
+    from bayes_irl.inference.checkpoint import FitInterrupted
+    from bayes_irl.inference.convergence import ConvergenceError
+
     try:
         if args.command == "simulate":
             return _simulate(args)
         if args.command == "policy":
             return policy_command.run(args)
         return _fit(args)
-    except (ValueError, FileNotFoundError, FileExistsError) as err:
+    except FitInterrupted as err:
+        print(f"interrupted: {err}", file=sys.stderr)
+        return 128 + err.signal_number
+    except (ValueError, OSError, FloatingPointError, ConvergenceError) as err:
+        # expected failures (bad input, unwritable output, numerical breakdown): one line
         print(f"error: {err}", file=sys.stderr)
         return 2
 

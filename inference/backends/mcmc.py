@@ -36,6 +36,7 @@ import torch
 from pyro.infer import HMC, MCMC, NUTS
 
 from bayes_irl.inference.posterior import Posterior
+from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
 
 __all__ = ["run_mcmc", "run_nuts", "run_hmc", "sufficient_statistics_potential"]
 
@@ -91,6 +92,7 @@ def run_mcmc(
     seed: int = 0,
     progress_bar: bool = True,
     sufficient_statistics: bool | None = None,
+    checkpoint=None,
 ) -> Posterior:
     """Sample the posterior with NUTS or HMC.
 
@@ -125,6 +127,9 @@ def run_mcmc(
             posterior is the same, only cheaper); True:
             require it (ValueError where it does not apply); False: trace the model at
             every gradient.
+        checkpoint: an :class:`~bayes_irl.inference.checkpoint.MCMCCheckpoint`: each
+            finished chain (draws, statistics, adapted step size and mass matrix) is saved;
+            on resume finished chains are reused, not rerun.
 
     Returns:
         A :class:`Posterior` with ``method`` = kernel, sample_stats ``diverging`` and
@@ -157,9 +162,19 @@ def run_mcmc(
                 "(real-support prior), an exact global normaliser, given_initial_state=False "
                 "and full-length demonstrations"
             )
-    chains, diverging, step_sizes, accept = [], [], [], []
+    chains, diverging, step_sizes, accept, recorders = [], [], [], [], []
     start = time.perf_counter()
+    key = {"seed": seed, "kernel": kernel, "num_samples": num_samples,
+           "warmup_steps": warmup_steps, "max_tree_depth": max_tree_depth}
     for chain in range(num_chains):
+        saved = None if checkpoint is None else checkpoint.load_chain(chain, key)
+        if saved is not None:  # finished before an interruption: reuse, do not rerun
+            chains.append(saved["draws"])
+            diverging.append(saved["diverging"])
+            step_sizes.append(saved["step_size"])
+            accept.append(saved["accept"])
+            recorders.append(SamplerStatsRecorder.restored(saved["stats"]))
+            continue
         pyro.set_rng_seed(seed + chain)
         pyro.clear_param_store()
         target = {"model": model} if potential is None else {"potential_fn": potential[0]}
@@ -188,8 +203,11 @@ def run_mcmc(
                 jit_compile=jit_compile,
                 ignore_jit_warnings=True,
             )
+        recorders.append(SamplerStatsRecorder())  # tree depth + energy for the guards
+        recorders[-1].attach(mcmc_kernel)
         mcmc = MCMC(
             mcmc_kernel,
+            hook_fn=recorders[-1].hook,
             num_samples=num_samples,
             warmup_steps=warmup_steps,
             num_chains=1,
@@ -207,6 +225,11 @@ def run_mcmc(
         diverging.append(div)
         step_sizes.append(np.full(num_samples, float(mcmc_kernel.step_size)))
         accept.append(float(diag.get("acceptance rate", {}).get("chain 0", np.nan)))
+        if checkpoint is not None:
+            checkpoint.save_chain(chain, key, {
+                "draws": chains[-1], "diverging": div, "step_size": step_sizes[-1],
+                "accept": accept[-1], "stats": recorders[-1].stats(),
+                "inverse_mass_matrix": mcmc_kernel.inverse_mass_matrix})
     wall = time.perf_counter() - start
     latent = set(model.latent_dims)
     samples = {k: torch.stack([c[k] for c in chains]) for k in chains[0] if k in latent}
@@ -215,7 +238,9 @@ def run_mcmc(
         method=kernel,
         model=model,
         data=data,
-        sample_stats={"diverging": np.stack(diverging), "step_size": np.stack(step_sizes)},
+        sample_stats={"diverging": np.stack(diverging), "step_size": np.stack(step_sizes),
+                      **{k: np.stack([r.stats()[k] for r in recorders])
+                         for k in recorders[0].stats()}},
         attrs={
             "seed": seed,
             "num_chains": num_chains,

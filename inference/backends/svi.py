@@ -11,6 +11,7 @@ of NUTS.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,6 +27,7 @@ from tqdm.auto import tqdm
 
 from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
+from bayes_irl.inference.rng import preserve_global_state
 
 __all__ = [
     "SVIResult",
@@ -80,6 +82,7 @@ def optimise(
     num_particles: int = 1,
     progress_bar: bool = True,
     callback: Callable[[int, float, Callable], None] | None = None,
+    checkpoint=None,
 ) -> SVIResult:
     """Run ``num_steps`` of SVI with ClippedAdam and ``Trace_ELBO``.
 
@@ -95,6 +98,8 @@ def optimise(
         callback: called as ``callback(step, loss, guide)`` after each step, e.g. to train
             a guide policy against rewards drawn from the current Pyro guide and refresh
             the importance samples between SVI steps.
+        checkpoint: an :class:`~bayes_irl.inference.checkpoint.SVICheckpoint` (save every
+            N steps and on SIGINT/SIGTERM; resume bit-identically), or None.
 
     Returns:
         The :class:`SVIResult`.
@@ -108,8 +113,11 @@ def optimise(
     svi = SVI(model, guide, optim, loss=Trace_ELBO(num_particles=num_particles))
     losses = np.empty(num_steps)
     start = time.perf_counter()
-    with tqdm(total=num_steps, desc="SVI", disable=not progress_bar, leave=False) as bar:
-        for step in range(num_steps):
+    first = 0 if checkpoint is None else checkpoint.start(
+        svi, guide, data, losses, has_callback=callback is not None)
+    with tqdm(total=num_steps, initial=first, desc="SVI", disable=not progress_bar,
+              leave=False) as bar, checkpoint or contextlib.nullcontext():
+        for step in range(first, num_steps):
             loss = svi.step(data)
             if not np.isfinite(loss):
                 raise FloatingPointError(
@@ -119,6 +127,8 @@ def optimise(
             losses[step] = loss
             if callback is not None:
                 callback(step, loss, guide)
+            if checkpoint is not None:
+                checkpoint.step_done(step, losses)
             if step % 50 == 0 or step == num_steps - 1:
                 bar.set_postfix(loss=f"{loss:.3f}")
             bar.update()
@@ -145,6 +155,7 @@ def draw_from_guide(model, guide: Callable, data, num_samples: int) -> dict[str,
     return samples
 
 
+@preserve_global_state  # the caller's param store and RNG streams survive the fit
 def run_svi(
     model,
     data,
@@ -157,6 +168,7 @@ def run_svi(
     seed: int = 0,
     progress_bar: bool = True,
     callback: Callable[[int, float, Callable], None] | None = None,
+    checkpoint=None,
 ) -> Posterior:
     """Fit by SVI and return ``num_samples`` independent draws from the fitted guide.
 
@@ -172,6 +184,8 @@ def run_svi(
         seed: seeds Pyro's global RNG before the fit.
         progress_bar: show a tqdm bar.
         callback: per-step hook, see :func:`optimise`.
+        checkpoint: an :class:`~bayes_irl.inference.checkpoint.SVICheckpoint`, see
+            :func:`optimise`.
 
     Returns:
         A :class:`Posterior` with ``method="svi"``; ``extra["guide"]`` holds the fitted
@@ -200,6 +214,7 @@ def run_svi(
         num_particles=num_particles,
         progress_bar=progress_bar,
         callback=callback,
+        checkpoint=checkpoint,
     )
     if isinstance(guide_fn, autoguide.AutoLaplaceApproximation):
         guide_fn = guide_fn.laplace_approximation(data)
