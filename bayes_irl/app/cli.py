@@ -1,4 +1,4 @@
-"""Command line: ``bayes-irl fit`` and ``bayes-irl simulate``.
+"""Command line: ``bayes-irl fit``, ``bayes-irl simulate`` and ``bayes-irl ask``.
 
 ``bayes-irl fit`` fits a reward posterior on the built-in gridworld (default) or on a
 user's ``--mdp``/``--demos`` .npz files, prints the ArviZ summary (mean, sd, HDI, ESS,
@@ -18,6 +18,8 @@ import sys
 import time
 import warnings
 from pathlib import Path
+
+from bayes_irl.app import ask_command, fit_preferences
 
 OUTPUT_FILES = ("posterior.nc", "summary.csv", "reward_posterior.png", "trace.png")
 
@@ -40,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     world_args(fit)
     fit.add_argument("--mdp", type=Path, help="MDP .npz (see README); replaces the gridworld")
     fit.add_argument("--demos", type=Path, help="demonstrations .npz (required with --mdp)")
+    fit_preferences.add_arguments(fit)
     fit.add_argument("--method", default="nuts", help="svi, laplace, nuts or hmc (default nuts)")
     fit.add_argument(
         "--kind",
@@ -73,6 +76,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--out-demos", type=Path, required=True)
     sim.add_argument("--kind", choices=["global", "causal"], default="global")
     sim.add_argument("--overwrite", action="store_true")
+    ask_command.add_parser(sub)
     return parser
 
 
@@ -114,7 +118,7 @@ def _fit(args) -> int:
             file=sys.stderr,
         )
         return 2
-    if (args.mdp is None) != (args.demos is None):
+    if (args.mdp is None) != (args.demos is None) and (args.preferences is None or args.demos):
         print("error: --mdp and --demos must be given together", file=sys.stderr)
         return 2
 
@@ -134,16 +138,21 @@ def _fit(args) -> int:
     torch.set_num_threads(args.threads)
     if args.mdp is not None:
         mdp, true_weights = load_mdp(args.mdp)
-        demos = load_demonstrations(args.demos, mdp=mdp)
+        demos = load_demonstrations(args.demos, mdp=mdp) if args.demos else None
         reward = LinearReward(mdp.features, feature_names=mdp.feature_names)
         source = f"{args.mdp} + {args.demos}"
     else:
         world = _world(args)
         mdp, true_weights, reward = world.mdp, world.true_weights, world.reward_model
-        demos = world.sample_demonstrations(args.num_demos, seed=args.seed, kind=args.kind)
+        demos = None if args.preferences else world.sample_demonstrations(
+            args.num_demos, seed=args.seed, kind=args.kind)
         source = f"built-in {args.grid_size}×{args.grid_size} gridworld (seed {args.seed})"
-    print(f"bayes-irl fit: {source}; {mdp}; {len(demos)} demonstrations; method {args.method}")
-    model = DemonstrationModel(reward, ExactNormalizer(mdp, kind=args.kind))
+    model = None if demos is None else DemonstrationModel(reward, ExactNormalizer(mdp, kind=args.kind))
+    data, what = demos, f"{0 if demos is None else len(demos)} demonstrations"
+    if args.preferences is not None:
+        model, data, prefs = fit_preferences.build(args, mdp, reward, model, demos)
+        what = prefs if demos is None else f"{what} + {prefs}"
+    print(f"bayes-irl fit: {source}; {mdp}; {what}; method {args.method}")
 
     options: dict = {"seed": args.seed, "progress_bar": not args.no_progress}
     if args.method in ("nuts", "hmc"):
@@ -155,7 +164,7 @@ def _fit(args) -> int:
         if args.method == "svi":
             options["guide"] = args.guide
     start = time.perf_counter()
-    posterior = fit(model, demos, method=args.method, **options)
+    posterior = fit(model, data, method=args.method, **options)
     idata = posterior.to_inference_data()
     elapsed = time.perf_counter() - start
 
@@ -221,6 +230,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "ask":
+            return ask_command.run(args)
         return _fit(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
