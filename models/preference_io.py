@@ -75,7 +75,7 @@ def read_records(path) -> list[tuple[str, dict]]:
     """
     path = Path(path)
     if path.suffix not in _SUFFIXES:
-        raise ValueError(f"preference files end in .csv or .jsonl; got {str(path)!r}")
+        raise ValueError(f"path must end in .csv or .jsonl; got {str(path)!r}")
     if not path.is_file():
         raise FileNotFoundError(f"no such file: {path}")
     records = []

@@ -147,7 +147,8 @@ def _fit(args) -> int:
         demos = None if args.preferences else world.sample_demonstrations(
             args.num_demos, seed=args.seed, kind=args.kind)
         source = f"built-in {args.grid_size}×{args.grid_size} gridworld (seed {args.seed})"
-    model = None if demos is None else DemonstrationModel(reward, ExactNormalizer(mdp, kind=args.kind))
+    normalizer = ExactNormalizer(mdp, kind=args.kind)
+    model = None if demos is None else DemonstrationModel(reward, normalizer)
     data, what = demos, f"{0 if demos is None else len(demos)} demonstrations"
     if args.preferences is not None:
         model, data, prefs = fit_preferences.build(args, mdp, reward, model, demos)
