@@ -10,7 +10,8 @@ draws the same random numbers for both strategies.
 
 Printed (and written to ``--out`` as JSON): mean ± standard error over seeds of the error
 ||theta_hat - theta*|| and of the cosine between theta_hat and theta*, at equal query
-counts.
+counts, and the paired per-seed difference of the errors (EIG - random; same world, pool
+and teacher per seed). ``--summarise FILE`` prints the tables of a saved run again.
 
 Run: ``nice .venv/bin/python benchmarks/bpref_active_queries.py [--seeds 10] [--queries 30]``
 """
@@ -51,6 +52,26 @@ def summary(values: list[list[float]], q: int) -> tuple[float, float]:
     return float(column.mean()), float(column.std() / math.sqrt(len(column)))
 
 
+def paired(results: dict, q: int) -> tuple[float, float]:
+    """Mean and standard error over seeds of error(EIG) - error(random) at q queries."""
+    eig, rnd = (torch.tensor([v[q] for v in results[s]["error"]], dtype=torch.float64)
+                for s in ("eig", "random"))
+    diff = eig - rnd
+    return float(diff.mean()), float(diff.std() / math.sqrt(len(diff)))
+
+
+def report(results: dict, queries: int) -> None:
+    """Print the markdown table of a run."""
+    print("| queries | error, EIG | error, random | error EIG - random (paired) "
+          "| cosine, EIG | cosine, random |")
+    print("|---|---|---|---|---|---|")
+    for q in range(0, queries + 1, 5):
+        cells = [summary(results[s]["error"], q) for s in ("eig", "random")]
+        cells.append(paired(results, q))
+        cells += [summary(results[s]["cosine"], q) for s in ("eig", "random")]
+        print(f"| {q} | " + " | ".join(f"{m:.3f} ± {e:.3f}" for m, e in cells) + " |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=10)
@@ -59,7 +80,14 @@ def main() -> None:
     parser.add_argument("--gamma", type=float, default=0.9)
     parser.add_argument("--mistake-rate", type=float, default=0.1)
     parser.add_argument("--out", type=Path, default=None, help="write the raw results (JSON)")
+    parser.add_argument("--summarise", type=Path, default=None,
+                        help="print the tables of a saved run (no new run)")
     args = parser.parse_args()
+    if args.summarise is not None:
+        saved = json.loads(args.summarise.read_text())
+        print(f"{saved['args']}; {saved['seconds']:.0f} s")
+        report(saved["results"], saved["args"]["queries"])
+        return
     torch.set_num_threads(1)
     start = time.perf_counter()
     results = run(args.seeds, args.queries, beta=args.beta, gamma=args.gamma,
@@ -67,13 +95,10 @@ def main() -> None:
     elapsed = time.perf_counter() - start
     print(f"B-Pref teacher beta={args.beta}, gamma={args.gamma}, mistakes={args.mistake_rate}; "
           f"{args.seeds} seeds, mean ± s.e. ({elapsed:.0f} s)")
-    print("| queries | error, EIG | error, random | cosine, EIG | cosine, random |")
-    print("|---|---|---|---|---|")
-    for q in range(0, args.queries + 1, 5):
-        cells = [summary(results[s][m], q) for m in ("error", "cosine") for s in ("eig", "random")]
-        print(f"| {q} | " + " | ".join(f"{m:.3f} ± {e:.3f}" for m, e in cells) + " |")
+    report(results, args.queries)
     if args.out is not None:
-        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out)},
+        args.out.write_text(json.dumps({"args": vars(args) | {"out": str(args.out),
+                                                              "summarise": None},
                                         "seconds": elapsed, "results": results}))
 
 
