@@ -162,7 +162,26 @@ def test_widget_buttons_record_refit_and_resume(problem, tmp_path):
     assert [r["query_id"] for r in _lines(path)] == list(range(6))
 
 
+def test_terminal_loop_in_process_reads_keys_and_quits(tmp_path, monkeypatch, capsys):
+    """The loop without a terminal (keys from a pipe); the pty run below is the full check."""
+    import io
+
+    from bayes_irl.app import ask_command
+    from bayes_irl.app.cli import _parser
+
+    answers = tmp_path / "answers.jsonl"
+    args = _parser().parse_args(["ask", "--answers", str(answers), "--grid-size", "3",
+                                 "--num-items", "5", "--budget", "3"])
+    monkeypatch.setattr(sys, "stdin", io.StringIO("l\nz\nt\nq\n"))
+    assert ask_command.run(args) == 0
+    out = capsys.readouterr().out
+    assert "LEFT" in out and "unknown key 'z'" in out and "quit; 2 answers saved" in out
+    assert [r["answer"] for r in _lines(answers)] == ["left", "tie"]
+
+
+@pytest.mark.slow
 def test_terminal_loop_through_a_pseudo_terminal(tmp_path):
+    """Two ``bayes-irl ask`` processes in a pty: answer, Ctrl-C, rerun, resume (~35 s CPU)."""
     pexpect = pytest.importorskip("pexpect")
     answers = tmp_path / "answers.jsonl"
     command = [sys.executable, "-m", "bayes_irl.app.cli", "ask", "--answers", str(answers),
