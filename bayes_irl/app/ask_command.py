@@ -1,13 +1,14 @@
 """``bayes-irl ask``: a person judges pairs of trajectories in the terminal, one key each.
 
 Both trajectories are drawn side by side on the grid (each visited cell shows the time
-step of the visit, 0 = start). Keys: ``l`` left is better, ``r`` right is better, ``t``
-tie, ``s`` skip, ``q`` quit (Ctrl-C also quits). Every answer is appended to ``--answers``
-(JSON lines) the moment it is given; rerunning the same command resumes after the last
-answer. The next pair is the one of largest expected information gain under the current
-posterior (``--strategy random`` for comparison); the session stops after ``--budget``
-queries or once the posterior entropy falls to ``--min-entropy``. The session logic lives
-in :mod:`bayes_irl.inference.collection`; this module only reads keys and prints.
+step of its first visit, 0 = start; the full paths follow as (row, col) cells). Keys:
+``l`` left is better, ``r`` right is better, ``t`` tie, ``s`` skip, ``q`` quit (Ctrl-C
+also quits). Every answer is appended to ``--answers`` (JSON lines) the moment it is
+given; rerunning the same command resumes after the last answer. The next pair is the
+one of largest expected information gain under the current posterior (``--strategy
+random`` for comparison); the session stops after ``--budget`` queries or once the
+posterior entropy falls to ``--min-entropy``. The session logic lives in
+:mod:`bayes_irl.inference.collection`; this module only reads keys and prints.
 """
 
 from __future__ import annotations

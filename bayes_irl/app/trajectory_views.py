@@ -30,19 +30,26 @@ def _visited_states(item: torch.Tensor) -> list[int]:
 
 
 def _text_grid(item: torch.Tensor, side: int) -> list[str]:
-    """Rows of an N×N grid; each visited cell shows the step of its last visit."""
+    """Rows of an N×N grid; each visited cell shows the step of its first visit."""
     cells = [["." for _ in range(side)] for _ in range(side)]
     for t, state in enumerate(_visited_states(item)):
         row, col = divmod(state, side)
-        cells[row][col] = _STEP_MARKS[t] if t < len(_STEP_MARKS) else "+"
+        if cells[row][col] == ".":
+            cells[row][col] = _STEP_MARKS[t] if t < len(_STEP_MARKS) else "+"
     return [" ".join(row) for row in cells]
+
+
+def _cells(item: torch.Tensor, side: int) -> str:
+    """The path as (row, col) cells: ``(0,1) (1,1) (1,1) ...``."""
+    return " ".join("({},{})".format(*divmod(s, side)) for s in _visited_states(item))
 
 
 def text_pair(first: torch.Tensor, second: torch.Tensor, *, num_states: int) -> str:
     """Render two trajectories side by side as text: LEFT | RIGHT.
 
-    On a square grid each visited cell shows the time step of the (last) visit, 0 = the
-    start; otherwise the two state sequences are listed.
+    On a square grid each visited cell shows the time step of its first visit (0 = the
+    start) and the full paths follow as (row, col) cells, so staying in place and
+    revisits are visible; otherwise the two state sequences are listed.
 
     Args:
         first: the left trajectory (T + 1, 2).
@@ -62,6 +69,7 @@ def text_pair(first: torch.Tensor, second: torch.Tensor, *, num_states: int) -> 
     width = len(left[0])
     lines = [f"{'LEFT':<{width}}   |   RIGHT"]
     lines += [f"{a:<{width}}   |   {b}" for a, b in zip(left, right, strict=True)]
+    lines += [f"LEFT  path: {_cells(first, side)}", f"RIGHT path: {_cells(second, side)}"]
     return "\n".join(lines)
 
 
