@@ -140,7 +140,7 @@ def _fit(args) -> int:
         mdp, true_weights = load_mdp(args.mdp)
         demos = load_demonstrations(args.demos, mdp=mdp) if args.demos else None
         reward = LinearReward(mdp.features, feature_names=mdp.feature_names)
-        source = f"{args.mdp} + {args.demos}"
+        source = f"{args.mdp} + {args.demos}" if args.demos else str(args.mdp)
     else:
         world = _world(args)
         mdp, true_weights, reward = world.mdp, world.true_weights, world.reward_model
