@@ -37,6 +37,7 @@ Example:
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
@@ -159,6 +160,10 @@ class ActivePreferenceLearner:
             raise ValueError("model must be a PreferenceModel built on an item pool")
         if model.likelihood != "bradley_terry":
             raise ValueError("active queries need likelihood='bradley_terry'")
+        if model.has_latent_judge:
+            raise ValueError(
+                "active queries need a fixed beta and tie strength (no beta_prior/tie_prior)"
+            )
         if update not in _UPDATES:
             raise ValueError(f"update must be one of {_UPDATES}; got {update!r}")
         num_draws = positive_int(num_draws, "num_draws", minimum=2)
@@ -198,6 +203,7 @@ class ActivePreferenceLearner:
             self._prior_returns = self._returns(self._prior_draws)
             self._log_weights = torch.zeros(self.num_draws, dtype=torch.float64)
         self._fit_draws: torch.Tensor | None = None
+        self._pending = 0  # answers recorded but not yet in the posterior
 
     # ------------------------------------------------------------------ posterior
     def _returns(self, theta: torch.Tensor) -> torch.Tensor:
@@ -250,6 +256,24 @@ class ActivePreferenceLearner:
                         dtype=torch.float64)
         return self._map + z @ chol.T, None
 
+    def posterior_entropy(self) -> float:
+        """Differential entropy (nats) of the Gaussian fitted to the current posterior.
+
+        ``0.5 log det(2 pi e Sigma)``: Sigma is the Laplace covariance, or the (weighted)
+        covariance of the draws for the other updates. It falls as answers accumulate,
+        which makes it a stop rule for query collection.
+        """
+        if self.update == "laplace":
+            cov = self._cov
+        else:
+            draws, log_w = self.posterior_draws()
+            w = (torch.full((draws.shape[0],), 1.0 / draws.shape[0], dtype=draws.dtype)
+                 if log_w is None else torch.softmax(log_w, 0))
+            centred = draws - w @ draws
+            cov = (centred * w[:, None]).T @ centred
+        d = cov.shape[0]
+        return 0.5 * float(torch.logdet(cov) + d * (1.0 + torch.log(torch.tensor(2 * torch.pi))))
+
     def posterior_mean(self) -> torch.Tensor:
         """Return the current estimate of theta (posterior mean; the MAP for Laplace), (D,)."""
         if self.update == "laplace":
@@ -296,13 +320,30 @@ class ActivePreferenceLearner:
         i, j = self.candidates[k].tolist()
         return i, j, float(eig[k])
 
-    def observe(self, first: int, second: int, outcome: float) -> None:
+    def exclude(self, first: int, second: int) -> None:
+        """Remove the pair (first, second), in either order, from the candidates.
+
+        For a query the judge skipped: it would otherwise stay the most informative.
+
+        Raises:
+            ValueError: if no candidate would remain.
+        """
+        pairs = self.candidates
+        same = ((pairs[:, 0] == first) & (pairs[:, 1] == second)) | (
+            (pairs[:, 0] == second) & (pairs[:, 1] == first))
+        if same.all():
+            raise ValueError("excluding this pair would leave no candidate query")
+        self.candidates = pairs[~same]
+
+    def observe(self, first: int, second: int, outcome: float, *, refit: bool = True) -> None:
         """Record an answer and update the posterior.
 
         Args:
             first: item index i.
             second: item index j.
             outcome: 1.0 (i preferred), 0.0 (j preferred) or 0.5 (tie, if modelled).
+            refit: update the posterior now; False only records the answer (call
+                :meth:`refit` later, e.g. every k answers).
         """
         self.first.append(int(first))
         self.second.append(int(second))
@@ -313,11 +354,20 @@ class ActivePreferenceLearner:
             self.first.pop(), self.second.pop(), self.outcomes.pop()
             raise
         self._prepared = prepared
+        self._pending += 1
+        if refit:
+            self.refit()
+
+    def refit(self) -> None:
+        """Update the posterior with every answer recorded since the last update."""
+        if self._pending == 0:
+            return
+        prepared = self._prepared
         if self.update == "importance":
-            last = torch.tensor([len(self.outcomes) - 1])
+            last = torch.arange(len(self.outcomes) - self._pending, len(self.outcomes))
             likelihood = self.model.distribution(self._prior_returns, prepared, last)
             self._log_weights = self._log_weights + likelihood.log_prob(
-                prepared.observations(last)).squeeze(-1)
+                prepared.observations(last)).sum(-1)
         elif self.update == "laplace":
             self._laplace()
         else:
@@ -327,6 +377,7 @@ class ActivePreferenceLearner:
             post = fit(self.model, prepared, seed=self.seed + len(self.outcomes), **options)
             site = self.model.reward_model.site_name
             self._fit_draws = post.flat_samples()[site].detach().to(torch.float64)
+        self._pending = 0
 
 
 @dataclass
@@ -335,7 +386,7 @@ class ActiveLearningResult:
 
     Attributes:
         queries: asked pairs, int64 (n, 2).
-        outcomes: answers, float64 (n,).
+        outcomes: answers, float64 (n,) (NaN where a teacher skipped).
         estimates: posterior mean of theta before any query and after each, (n + 1, D).
         eig: EIG of each chosen pair under the posterior at that time, (n,) (NaN for random).
         cosine: cosine between estimate and true theta, (n + 1,).
@@ -361,13 +412,16 @@ def run_active_learning(
     candidates: torch.Tensor | None = None,
     fit_options: dict | None = None,
     seed: int = 0,
+    teacher: Callable[[torch.Tensor, torch.Tensor], float | None] | None = None,
 ) -> ActiveLearningResult:
     """Ask ``num_queries`` questions of a simulated judge with reward theta*.
 
-    Answers are drawn from the model's own likelihood (Bradley-Terry with the model's beta
-    and tie model) at the true weights, with a generator seeded by ``seed`` (separate from
-    the learner's), so active and random runs with one seed face the same judge noise
-    stream.
+    By default answers are drawn from the model's own likelihood (Bradley-Terry with the
+    model's beta and tie model) at the true weights, with a generator seeded by ``seed``
+    (separate from the learner's), so active and random runs with one seed face the same
+    judge noise stream. A ``teacher`` (e.g. :meth:`bayes_irl.models.BPrefTeacher.answer`)
+    replaces that judge; a query it skips counts as asked, is recorded with outcome NaN and
+    is removed from the candidates.
 
     Args:
         model: a Bradley-Terry :class:`PreferenceModel` on an item pool.
@@ -379,6 +433,8 @@ def run_active_learning(
         candidates: candidate pairs (P, 2); default all pairs.
         fit_options: passed to :func:`bayes_irl.inference.fit` for ``update="fit"``.
         seed: seeds the learner and the judge.
+        teacher: optional judge ``teacher(first_item, second_item) -> outcome or None``
+            (items (T + 1, 2); None = skipped).
 
     Returns:
         The :class:`ActiveLearningResult`.
@@ -397,10 +453,17 @@ def run_active_learning(
     estimates, eigs, queries, outcomes = [learner.posterior_mean()], [], [], []
     for _ in range(num_queries):
         i, j, eig = learner.select(strategy)
-        bt = BradleyTerry(true_returns[i], true_returns[j], beta=model.beta, ties=model.ties,
-                          tie_strength=model.tie_strength)
-        outcome = bt.sample(generator=judge)
-        learner.observe(i, j, float(outcome))
+        if teacher is None:
+            bt = BradleyTerry(true_returns[i], true_returns[j], beta=model.beta,
+                              ties=model.ties, tie_strength=model.tie_strength)
+            outcome = float(bt.sample(generator=judge))
+        else:
+            outcome = teacher(model.items[i], model.items[j])
+        if outcome is None:
+            learner.exclude(i, j)
+            outcome = float("nan")
+        else:
+            learner.observe(i, j, float(outcome))
         queries.append((i, j))
         outcomes.append(float(outcome))
         eigs.append(eig)

@@ -15,14 +15,21 @@ from bayes_irl.models.preference_data import (
     PreparedPreferences,
     Rankings,
 )
+from bayes_irl.models.preference_io import (
+    load_preferences,
+    preferences_from_dataframe,
+    save_preferences,
+)
 from bayes_irl.models.preferences import (
     PreferenceModel,
     simulate_comparisons,
     simulate_rankings,
 )
+from bayes_irl.models.teachers import BPrefTeacher
 
 __all__ = [
     "TIE",
+    "BPrefTeacher",
     "BradleyTerry",
     "CombinedModel",
     "DemonstrationModel",
@@ -33,6 +40,9 @@ __all__ = [
     "PreparedPreferences",
     "Rankings",
     "TrajectoryConstraint",
+    "load_preferences",
+    "preferences_from_dataframe",
+    "save_preferences",
     "simulate_comparisons",
     "simulate_rankings",
 ]

@@ -65,7 +65,7 @@ class CombinedModel:
     @property
     def latent_dims(self) -> dict[str, tuple[str, list[str]]]:
         """Latent site name -> (dimension name, coordinate labels)."""
-        return self.preferences.latent_dims
+        return {**self.demonstrations.latent_dims, **self.preferences.latent_dims}
 
     def prepare_data(self, data) -> dict:
         """Validate both parts.

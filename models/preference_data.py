@@ -23,7 +23,7 @@ import torch
 
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.models.choice import TIE
-from bayes_irl.trajectories import TrajectoryBatch
+from bayes_irl.trajectories import PAD, TrajectoryBatch
 from bayes_irl.validation import as_int_tensor
 
 __all__ = [
@@ -31,6 +31,7 @@ __all__ = [
     "PreparedPreferences",
     "Rankings",
     "as_trajectories",
+    "pad_trajectories",
     "prepare_comparisons",
     "prepare_rankings",
 ]
@@ -107,20 +108,39 @@ def as_trajectories(value, name: str, mdp: TabularMDP | None) -> torch.Tensor:
     Args:
         value: a :class:`TrajectoryBatch` or an integer array of shape (n, T + 1, 2).
         name: the argument's name, used in the error messages.
-        mdp: validate against this MDP (ranges, lengths, possible moves); None checks the
-            encoding only.
+        mdp: validate against this MDP (ranges, lengths, possible moves); trajectories
+            with a shorter padded horizon T are padded to the MDP's horizon first. None
+            checks the encoding only.
 
     Raises:
         ValueError: naming ``name`` for a mis-shaped or invalid encoding.
     """
     if isinstance(value, TrajectoryBatch):
-        if mdp is not None:
-            value.validate_against(mdp)
-        return value.as_tensor()
+        value = value.as_tensor()
     tensor = as_int_tensor(value, name, "(trajectory encoding)")
     if tensor.dim() != 3 or tensor.shape[-1] != 2:
         raise ValueError(f"{name} must have shape (n, T + 1, 2); got {tuple(tensor.shape)}")
+    if mdp is not None and tensor.shape[1] - 1 < mdp.horizon:
+        tensor = pad_trajectories(tensor, mdp.horizon)
     return TrajectoryBatch.from_tensor(tensor, mdp=mdp).as_tensor()
+
+
+def pad_trajectories(items: torch.Tensor, horizon: int) -> torch.Tensor:
+    """Pad trajectories (n, T + 1, 2) with ``PAD`` (-1) to (n, horizon + 1, 2).
+
+    Shorter items (ragged data, or a file written for a shorter horizon) keep their
+    lengths: the padded steps are unobserved and contribute nothing to a return.
+
+    Raises:
+        ValueError: if the items are longer than ``horizon``.
+    """
+    extra = horizon + 1 - items.shape[1]
+    if extra < 0:
+        raise ValueError(
+            f"items have horizon T = {items.shape[1] - 1}, longer than the MDP's {horizon}"
+        )
+    fill = torch.full((items.shape[0], extra, 2), PAD, dtype=items.dtype)
+    return torch.cat([items, fill], dim=1)
 
 
 def _check_indices(value, name: str, shape: tuple[int, ...], num_items: int) -> torch.Tensor:

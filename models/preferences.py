@@ -9,6 +9,13 @@ one ``returns(theta, states, actions)``:
     y_j ~ BradleyTerry(R_first_j, R_second_j; beta)      j = 1..n  (plate "comparisons")
     (or rho_j ~ PlackettLuce(R_{C_j}; beta) for rankings of the choice sets C_j)
 
+Optional latents: the rationality ``beta ~ beta_prior`` (site ``preference_beta``; with
+preferences alone only beta * theta is identified, so the priors set the split; with
+demonstrations in a :class:`~bayes_irl.models.CombinedModel` theta's scale is identified
+and beta is learned) and the Davidson tie strength ``nu ~ tie_prior`` (site
+``tie_strength``). Without a prior the tie strength defaults to nu = 1 (Davidson) or
+theta_RK = 2 (Rao-Kupper): both give P(tie) = 1/3 for two items of equal return.
+
 Bradley-Terry IS the maxent model P(x | C) ∝ exp(beta R(x)) on the two-element choice set
 C = {x_1, x_2} with uniform base measure (:func:`bayes_irl.choice_sets.choice_set_mdp`
 makes that executable); the likelihoods live in :mod:`bayes_irl.models.choice`, the data
@@ -27,6 +34,7 @@ import numpy as np
 import pyro
 import torch
 from pyro.distributions import TorchDistribution
+from torch.distributions import constraints
 
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.models.choice import TIE_MODELS, BradleyTerry, PlackettLuce
@@ -41,7 +49,34 @@ from bayes_irl.models.preference_data import (
 from bayes_irl.rewards import RewardModel
 from bayes_irl.validation import as_int_tensor, positive_int
 
-__all__ = ["PreferenceModel", "simulate_comparisons", "simulate_rankings"]
+__all__ = [
+    "BETA_SITE",
+    "DEFAULT_TIE_STRENGTH",
+    "TIE_SITE",
+    "PreferenceModel",
+    "simulate_comparisons",
+    "simulate_rankings",
+]
+
+BETA_SITE = "preference_beta"
+"""Pyro site of the rationality beta when it is latent (``beta_prior``)."""
+
+TIE_SITE = "tie_strength"
+"""Pyro site of the Davidson tie strength nu when it is latent (``tie_prior``)."""
+
+DEFAULT_TIE_STRENGTH = {"davidson": 1.0, "rao_kupper": 2.0}
+"""Default tie strengths: P(tie) = 1/3 for two items of equal return under either model."""
+
+
+def _check_positive_prior(prior, name: str) -> None:
+    if not isinstance(prior, torch.distributions.Distribution):
+        raise ValueError(f"{name} must be a torch/pyro Distribution; got {type(prior).__name__}")
+    support = prior.support
+    if support not in (constraints.positive, constraints.nonnegative) or prior.event_shape:
+        raise ValueError(
+            f"{name} must be a scalar distribution on the positive reals (e.g. "
+            f"dist.LogNormal(0.0, 0.5)); got {type(prior).__name__} with support {support}"
+        )
 
 
 def _split(items: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -60,8 +95,13 @@ class PreferenceModel:
         beta: rationality temperature > 0 (fixed, so theta's scale is identified).
         likelihood: ``"bradley_terry"`` (pairs) or ``"plackett_luce"`` (rankings).
         ties: ``None``, ``"davidson"`` or ``"rao_kupper"`` (Bradley-Terry only).
-        tie_strength: nu >= 0 (Davidson) or theta_RK >= 1 (Rao-Kupper).
+        tie_strength: nu >= 0 (Davidson) or theta_RK >= 1 (Rao-Kupper); default
+            :data:`DEFAULT_TIE_STRENGTH` (P(tie) = 1/3 at equal returns).
         subsample_size: comparisons per SVI step (``None`` = all).
+        beta_prior: optional prior of a latent rationality beta (scalar distribution on
+            the positive reals, e.g. ``dist.LogNormal(0.0, 0.5)``); ``beta`` is then unused.
+        tie_prior: optional prior of a latent Davidson tie strength nu (positive reals,
+            e.g. ``dist.LogNormal(0.0, 1.0)``, median 1); needs ``ties="davidson"``.
 
     Example:
         >>> from bayes_irl import GridWorld
@@ -85,6 +125,8 @@ class PreferenceModel:
         ties: str | None = None,
         tie_strength: float | None = None,
         subsample_size: int | None = None,
+        beta_prior: torch.distributions.Distribution | None = None,
+        tie_prior: torch.distributions.Distribution | None = None,
     ) -> None:
         if not isinstance(reward_model, RewardModel):
             raise ValueError(
@@ -100,9 +142,19 @@ class PreferenceModel:
             raise ValueError(f"ties must be one of {TIE_MODELS}; got {ties!r}")
         if ties is not None and likelihood != "bradley_terry":
             raise ValueError("ties are modelled for likelihood='bradley_terry' only")
-        if ties == "davidson" and not (tie_strength is not None and tie_strength >= 0):
+        if tie_prior is not None:
+            if ties != "davidson":
+                raise ValueError("tie_prior (a learned tie strength) needs ties='davidson'")
+            if tie_strength is not None:
+                raise ValueError("give tie_strength (fixed) or tie_prior (learned), not both")
+            _check_positive_prior(tie_prior, "tie_prior")
+        if beta_prior is not None:
+            _check_positive_prior(beta_prior, "beta_prior")
+        if ties is not None and tie_strength is None:
+            tie_strength = DEFAULT_TIE_STRENGTH[ties]
+        if ties == "davidson" and not (np.isfinite(tie_strength) and tie_strength >= 0):
             raise ValueError(f"tie_strength must be >= 0 for Davidson ties; got {tie_strength!r}")
-        if ties == "rao_kupper" and not (tie_strength is not None and tie_strength >= 1):
+        if ties == "rao_kupper" and not (np.isfinite(tie_strength) and tie_strength >= 1):
             raise ValueError(f"tie_strength must be >= 1 for Rao-Kupper ties; got {tie_strength!r}")
         if subsample_size is not None:
             subsample_size = positive_int(subsample_size, "subsample_size")
@@ -132,6 +184,12 @@ class PreferenceModel:
         self.likelihood = likelihood
         self.ties, self.tie_strength = ties, tie_strength
         self.subsample_size = subsample_size
+        self.beta_prior, self.tie_prior = beta_prior, tie_prior
+
+    @property
+    def has_latent_judge(self) -> bool:
+        """True when beta or the tie strength is latent (has a prior)."""
+        return self.beta_prior is not None or self.tie_prior is not None
 
     def _check_item_ranges(self, items: torch.Tensor, name: str) -> None:
         states, actions = items[..., 0], items[..., :-1, 1]
@@ -152,7 +210,12 @@ class PreferenceModel:
     def latent_dims(self) -> dict[str, tuple[str, list[str]]]:
         """Latent site name -> (dimension name, coordinate labels)."""
         rm = self.reward_model
-        return {rm.site_name: (rm.dim_name, list(rm.param_names))}
+        dims = {rm.site_name: (rm.dim_name, list(rm.param_names))}
+        if self.beta_prior is not None:
+            dims[BETA_SITE] = (f"{BETA_SITE}_dim", ["beta"])
+        if self.tie_prior is not None:
+            dims[TIE_SITE] = (f"{TIE_SITE}_dim", ["nu"])
+        return dims
 
     def prepare_data(self, data) -> PreparedPreferences:
         """Validate raw preferences and return them as an item table plus indices.
@@ -204,8 +267,46 @@ class PreferenceModel:
         """Return R of every item of ``data``, shape ``batch + (m,)`` for theta ``batch + (D,)``."""
         return self.returns(theta, data.items)
 
+    def _judge(self, beta, tie_strength, dtype) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Return (beta, tie strength) as tensors: the given values or the fixed ones."""
+        if beta is None:
+            if self.beta_prior is not None:
+                raise ValueError("beta is latent (beta_prior): pass beta= (a draw of it)")
+            beta = self.beta
+        if tie_strength is None and self.ties is not None:
+            if self.tie_prior is not None:
+                raise ValueError("the tie strength is latent (tie_prior): pass tie_strength=")
+            tie_strength = float(self.tie_strength)
+        beta = torch.as_tensor(beta, dtype=dtype)
+        if tie_strength is not None:
+            tie_strength = torch.as_tensor(tie_strength, dtype=dtype)
+        return beta, tie_strength
+
+    def sample_judge(self) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        """Sample the latent beta and tie strength in the current Pyro program.
+
+        Returns:
+            ``(beta, tie_strength)``, each of shape (1,) (a plate of size one, so that a
+            vectorised draw dimension broadcasts against the comparisons), or None where
+            the value is fixed.
+        """
+        beta = tie = None
+        if self.beta_prior is not None:
+            with pyro.plate(f"{BETA_SITE}_plate", 1, dim=-1):
+                beta = pyro.sample(BETA_SITE, self.beta_prior)
+        if self.tie_prior is not None:
+            with pyro.plate(f"{TIE_SITE}_plate", 1, dim=-1):
+                tie = pyro.sample(TIE_SITE, self.tie_prior)
+        return beta, tie
+
     def distribution(
-        self, returns: torch.Tensor, data: PreparedPreferences, index: torch.Tensor | None = None
+        self,
+        returns: torch.Tensor,
+        data: PreparedPreferences,
+        index: torch.Tensor | None = None,
+        *,
+        beta: torch.Tensor | None = None,
+        tie_strength: torch.Tensor | None = None,
     ) -> TorchDistribution:
         """Return the likelihood of the observations ``index`` given item returns.
 
@@ -213,6 +314,9 @@ class PreferenceModel:
             returns: item returns, shape ``batch + (m,)``.
             data: the prepared data.
             index: observations to score (int64 (b,)); default all n.
+            beta: rationality, broadcastable to ``batch + (b,)`` (e.g. ``batch + (1,)``);
+                required when it is latent, else the fixed ``beta``.
+            tie_strength: the tie strength, likewise (required when latent).
 
         Returns:
             A :class:`BradleyTerry` with batch ``batch + (b,)`` or a :class:`PlackettLuce`
@@ -220,24 +324,38 @@ class PreferenceModel:
         """
         if index is None:
             index = torch.arange(data.num_observations)
+        beta, tie_strength = self._judge(beta, tie_strength, returns.dtype)
         if data.is_pairwise:
             return BradleyTerry(
                 returns[..., data.first[index]],
                 returns[..., data.second[index]],
-                beta=torch.tensor(self.beta, dtype=returns.dtype),
+                beta=beta,
                 ties=self.ties,
-                tie_strength=None if self.ties is None else float(self.tie_strength),
+                tie_strength=tie_strength,
             )
-        return PlackettLuce(returns[..., data.choice_sets[index]], beta=self.beta)
+        if beta.dim() > 0:  # Plackett-Luce takes a scalar beta; a latent one has shape (1,)
+            beta = beta.reshape(())
+        return PlackettLuce(returns[..., data.choice_sets[index]], beta=beta)
 
-    def log_likelihood(self, theta: torch.Tensor, data: PreparedPreferences) -> torch.Tensor:
+    def log_likelihood(
+        self,
+        theta: torch.Tensor,
+        data: PreparedPreferences,
+        *,
+        beta: torch.Tensor | None = None,
+        tie_strength: torch.Tensor | None = None,
+    ) -> torch.Tensor:
         """Return log p(y_j | theta) for every observation, shape ``batch + (n,)``.
 
         Args:
             theta: reward parameters, shape ``batch + (D,)``.
             data: the prepared data.
+            beta: the rationality (required when latent), broadcastable to ``batch + (n,)``.
+            tie_strength: the tie strength (required when latent), likewise.
         """
-        likelihood = self.distribution(self.item_returns(theta, data), data)
+        likelihood = self.distribution(
+            self.item_returns(theta, data), data, beta=beta, tie_strength=tie_strength
+        )
         return likelihood.log_prob(data.observations())
 
     def replicate(
@@ -246,6 +364,8 @@ class PreferenceModel:
         data: PreparedPreferences,
         *,
         generator: torch.Generator | None = None,
+        beta: torch.Tensor | None = None,
+        tie_strength: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """Draw replicated observations of the items and sets of ``data`` given theta.
 
@@ -256,13 +376,17 @@ class PreferenceModel:
             theta: reward parameters, shape ``batch + (D,)``.
             data: the prepared data (its items, pairs or choice sets are kept).
             generator: private torch generator (default: the global RNG).
+            beta: the rationality (required when latent), broadcastable to ``batch + (n,)``.
+            tie_strength: the tie strength (required when latent), likewise.
 
         Returns:
             Outcomes of shape ``batch + (n,)`` (pairs) or orders ``batch + (n, k)``
             (rankings), in the form of ``data.outcomes`` / ``data.orders``.
         """
         with torch.no_grad():
-            likelihood = self.distribution(self.item_returns(theta, data), data)
+            likelihood = self.distribution(
+                self.item_returns(theta, data), data, beta=beta, tie_strength=tie_strength
+            )
             return likelihood.sample(generator=generator)
 
     def observe(
@@ -282,11 +406,12 @@ class PreferenceModel:
             The observed values of the (sub)sampled observations.
         """
         size = self.subsample_size if subsample else None
+        beta, tie_strength = self.sample_judge()
         returns = self.item_returns(theta, data)
         with pyro.plate("comparisons", data.num_observations, subsample_size=size, dim=-1) as idx:
             return pyro.sample(
                 self.observed_site,
-                self.distribution(returns, data, idx),
+                self.distribution(returns, data, idx, beta=beta, tie_strength=tie_strength),
                 obs=data.observations(idx),
             )
 
@@ -318,13 +443,12 @@ class PreferenceModel:
             }
             dims = {k: [dim, "rank"] for k in observed}
         dims.update({"item_states": ["item", "time"], "item_actions": ["item", "time"]})
+        constant = {"item_states": items[..., 0].numpy(), "item_actions": items[..., 1].numpy()}
+        if self.beta_prior is None:
+            constant["beta"] = np.asarray(self.beta)
         return {
             "observed_data": observed,
-            "constant_data": {
-                "item_states": items[..., 0].numpy(),
-                "item_actions": items[..., 1].numpy(),
-                "beta": np.asarray(self.beta),
-            },
+            "constant_data": constant,
             "coords": {
                 dim: np.arange(data.num_observations),
                 "item": np.arange(m),

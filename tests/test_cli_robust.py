@@ -30,7 +30,8 @@ SMALL = ["--grid-size", "3", "--horizon", "4", "--num-demos", "30", "--no-progre
         (["--warmup", "-1"], "--warmup must be an integer >= 0"),
         (["--num-steps", "0"], "--num-steps must be an integer >= 1"),
         (["--method", "magic"], "--method must be one of svi, laplace, nuts, hmc, importance"),
-        (["--mdp", "m.npz"], "--mdp and --demos must be given together"),
+        (["--mdp", "m.npz"], "--mdp needs --demos or --preferences"),
+        (["--demos", "d.npz"], "--demos needs --mdp"),
         (["--resume", "--method", "laplace"], "--resume works with --method svi, nuts or hmc"),
     ],
 )

@@ -16,6 +16,7 @@ NOTEBOOKS = [
     "04_swap_inference.ipynb",
     "05_your_own_problem.ipynb",
     "07_acting_under_uncertainty.ipynb",
+    "08_human_preferences.ipynb",
 ]
 
 

@@ -1,4 +1,4 @@
-"""Command line: ``bayes-irl fit`` and ``bayes-irl simulate``.
+"""Command line: ``bayes-irl fit``, ``bayes-irl simulate`` and ``bayes-irl ask``.
 
 ``bayes-irl fit`` fits a reward posterior on the built-in gridworld (default) or on a
 user's ``--mdp``/``--demos`` .npz files, prints the ArviZ summary (mean, sd, HDI, ESS,
@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bayes_irl.app import policy_command
+from bayes_irl.app import ask_command, fit_preferences, policy_command
 
 OUTPUT_FILES = ("posterior.nc", "summary.csv", "reward_posterior.png", "trace.png")
 REWARD_MAP_FILE = "reward_map.png"  # written too when the MDP has a 2-D layout
@@ -48,6 +48,7 @@ def _parser() -> argparse.ArgumentParser:
     world_args(fit)
     fit.add_argument("--mdp", type=Path, help="MDP .npz (see README); replaces the gridworld")
     fit.add_argument("--demos", type=Path, help="demonstrations .npz (required with --mdp)")
+    fit_preferences.add_arguments(fit)
     fit.add_argument(
         "--method", default="nuts", help="svi, laplace, nuts, hmc or importance (default nuts)"
     )
@@ -116,6 +117,7 @@ def _parser() -> argparse.ArgumentParser:
     sim.add_argument("--kind", choices=["global", "causal"], default="global")
     sim.add_argument("--overwrite", action="store_true")
     policy_command.add_parser(sub)
+    ask_command.add_parser(sub)
     return parser
 
 
@@ -181,19 +183,19 @@ def _fit(args) -> int:
     torch.set_num_threads(args.threads)
     if args.mdp is not None:
         mdp, true_weights = load_mdp(args.mdp)
-        demos = load_demonstrations(args.demos, mdp=mdp)
-        source = f"{args.mdp} + {args.demos}"
+        demos = load_demonstrations(args.demos, mdp=mdp) if args.demos else None
+        source = f"{args.mdp} + {args.demos}" if args.demos else str(args.mdp)
     else:
         world = _world(args)
         mdp, true_weights = world.mdp, world.true_weights
-        demos = world.sample_demonstrations(args.num_demos, seed=args.seed, kind=args.kind)
+        demos = None if args.preferences else world.sample_demonstrations(
+            args.num_demos, seed=args.seed, kind=args.kind)
         source = f"built-in {args.grid_size}×{args.grid_size} gridworld (seed {args.seed})"
     reward = LinearReward(
         mdp.features,
         feature_names=mdp.feature_names,
         prior=_prior(args.prior_family, args.prior_scale, mdp.dtype),
     )
-    print(f"bayes-irl fit: {source}; {mdp}; {len(demos)} demonstrations; method {args.method}")
     scale = None
     if args.standardize:
         import pyro.distributions as dist
@@ -204,7 +206,13 @@ def _fit(args) -> int:
                          feature_names=mdp.feature_names),
             ExactNormalizer(mdp, kind=args.kind))
         reward = LinearReward(features, feature_names=mdp.feature_names)
-    model = DemonstrationModel(reward, ExactNormalizer(mdp, kind=args.kind))
+    normalizer = ExactNormalizer(mdp, kind=args.kind)
+    model = None if demos is None else DemonstrationModel(reward, normalizer)
+    data, what = demos, f"{0 if demos is None else len(demos)} demonstrations"
+    if args.preferences is not None:
+        model, data, prefs = fit_preferences.build(args, mdp, reward, model, demos)
+        what = prefs if demos is None else f"{what} + {prefs}"
+    print(f"bayes-irl fit: {source}; {mdp}; {what}; method {args.method}")
 
     num_samples = 1000 if args.num_samples is None else args.num_samples
     options: dict = {"seed": args.seed, "progress_bar": not args.no_progress,
@@ -226,7 +234,7 @@ def _fit(args) -> int:
         # the verdict is printed below as one line, not as a Python warning
         warnings.simplefilter("ignore", ConvergenceWarning)
         warnings.simplefilter("ignore", ImportanceWarning)  # its k-hat is in the verdict
-        posterior = fit(model, demos, method=args.method, **options)
+        posterior = fit(model, data, method=args.method, **options)
     if scale is not None:
         weights_to_user_scale(posterior, reward.site_name, scale, user_model)
     idata = posterior.to_inference_data()
@@ -331,6 +339,8 @@ def main(argv: list[str] | None = None) -> int:
             return _simulate(args)
         if args.command == "policy":
             return policy_command.run(args)
+        if args.command == "ask":
+            return ask_command.run(args)
         return _fit(args)
     except FitInterrupted as err:
         print(f"interrupted: {err}", file=sys.stderr)

@@ -61,8 +61,14 @@ def validate_fit_args(args) -> None:
     slip = getattr(args, "slip", None)
     if slip is not None and not 0 <= slip < 1:
         raise ValueError(f"--slip must lie in [0, 1); got {slip}")
-    if (args.mdp is None) != (args.demos is None):
-        raise ValueError("--mdp and --demos must be given together")
+    preferences = getattr(args, "preferences", None)
+    if args.mdp is None and args.demos is not None:
+        raise ValueError("--demos needs --mdp (the MDP the demonstrations were recorded in)")
+    if args.mdp is not None and args.demos is None and preferences is None:
+        raise ValueError("--mdp needs --demos or --preferences (the data to fit)")
+    if preferences is not None and getattr(args, "standardize", False):
+        raise ValueError("--standardize works with demonstrations only; drop it with "
+                         "--preferences")
     if getattr(args, "resume", False) and args.method not in CHECKPOINT_FILES:
         raise ValueError(f"--resume works with --method svi, nuts or hmc; got {args.method!r}")
 
