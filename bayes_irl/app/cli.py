@@ -48,14 +48,22 @@ def _parser() -> argparse.ArgumentParser:
         help="maxent model: global (P ∝ dynamics·exp R) or maximum causal entropy",
     )
     fit.add_argument("--guide", default="multivariate_normal", help="SVI autoguide name")
-    fit.add_argument("--num-steps", type=int, default=5000, help="SVI steps")
+    fit.add_argument(
+        "--num-steps", type=int, default=5000, help="SVI step cap (stops when converged)"
+    )
     fit.add_argument(
         "--num-samples",
         type=int,
         default=None,
-        help="draws per chain (NUTS/HMC) or SVI draws (default 1000 for both)",
+        help="draws per chain (NUTS/HMC; default: sized for bulk ESS >= 400) or SVI/Laplace "
+        "draws (default 1000)",
     )
-    fit.add_argument("--warmup", type=int, default=500, help="NUTS/HMC warm-up per chain")
+    fit.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="NUTS/HMC warm-up per chain (default 100 from the Laplace start, else 500)",
+    )
     fit.add_argument("--chains", type=int, default=2, help="NUTS/HMC chains (>= 2 for r_hat)")
     fit.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output folder")
     fit.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -148,7 +156,7 @@ def _fit(args) -> int:
     options: dict = {"seed": args.seed, "progress_bar": not args.no_progress}
     if args.method in ("nuts", "hmc"):
         options.update(
-            num_samples=args.num_samples or 1000, warmup_steps=args.warmup, num_chains=args.chains
+            num_samples=args.num_samples, warmup_steps=args.warmup, num_chains=args.chains
         )
     else:
         options.update(num_samples=args.num_samples or 1000, num_steps=args.num_steps)
