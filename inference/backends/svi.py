@@ -208,7 +208,7 @@ def run_svi(
     progress_bar: bool = True,
     callback: Callable[[int, float, Callable], None] | None = None,
     init: str = "laplace",
-    window: int | None = 100,
+    window: int | None = None,
     rtol: float = 1e-4,
 ) -> Posterior:
     """Fit by SVI and return ``num_samples`` independent draws from the fitted guide.
@@ -237,8 +237,12 @@ def run_svi(
         callback: per-step hook, see :func:`optimise`.
         init: ``"laplace"`` (default) or ``"prior"`` (the guide's own initialisation and
             the traced model: the former behaviour).
-        window: convergence window in steps (see :func:`optimise`); None: exactly
-            ``num_steps`` steps with the learning rate decayed 10x over the run.
+        window: convergence window in steps (see :func:`optimise`). None (default): 100
+            from a Laplace start; from the guide's own initialisation (``init="prior"``,
+            no potential, minibatches, a callback) exactly ``num_steps`` steps with the
+            learning rate decayed 10x over the run, because there the slow early
+            progress can hide in the ELBO noise (a minibatch fit stopped with sds 40%
+            short).
         rtol: relative loss change that counts as a plateau.
 
     Returns:
@@ -272,6 +276,7 @@ def run_svi(
         target = _potential_model(model, laplace)
         guide_fn = _laplace_initialised_guide(target, guide, laplace, data)
         learning_rate = learning_rate / 5
+        window = 100 if window is None else window
     result = optimise(
         target,
         guide_fn,
