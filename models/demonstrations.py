@@ -334,7 +334,8 @@ class DemonstrationModel:
             value_weights = _causal_value_weights(mdp, data, reward.features.dtype)
 
             def causal_potential(params: dict[str, Tensor]) -> Tensor:
-                theta = params[site]
+                # a flow guide's draws are float32; the statistics are the MDP's dtype
+                theta = params[site].to(stats.dtype)
                 values = soft_values(mdp, reward.step_rewards(theta), kind="causal")
                 log_lik = theta @ stats + (values * value_weights).sum((-2, -1))
                 return -(prior.log_prob(theta).sum(-1) + log_lik)
@@ -342,7 +343,7 @@ class DemonstrationModel:
             return causal_potential
 
         def potential_fn(params: dict[str, Tensor]) -> Tensor:
-            theta = params[site]
+            theta = params[site].to(stats.dtype)
             log_z = norm.log_normalizer(reward, theta)
             return -(prior.log_prob(theta).sum(-1) + theta @ stats - count * log_z)
 

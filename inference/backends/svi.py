@@ -275,8 +275,10 @@ def run_svi(
     else:
         target = _potential_model(model, laplace)
         guide_fn = _laplace_initialised_guide(target, guide, laplace, data)
-        learning_rate = learning_rate / 5
-        window = 100 if window is None else window
+        if _starts_at_laplace(guide):
+            # already near the optimum: a smaller step and a convergence stop
+            learning_rate = learning_rate / 5
+            window = 100 if window is None else window
     result = optimise(
         target,
         guide_fn,
@@ -330,6 +332,24 @@ def _potential_model(model, laplace: LaplaceFit) -> Callable:
     return potential_model
 
 
+def _starts_at_laplace(guide) -> bool:
+    """Whether :func:`_laplace_initialised_guide` starts ``guide`` at the Laplace fit.
+
+    Normalising flows and user-written guides keep their own initialisation, so they keep
+    the fixed schedule of a start from scratch.
+    """
+    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, autoguide.AutoGuide)
+        and not issubclass(cls, autoguide.AutoNormalizingFlow)
+        and (
+            cls in (autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
+            or "init_loc_fn" in inspect.signature(cls.__init__).parameters
+        )
+    )
+
+
 def _laplace_initialised_guide(model, guide, laplace: LaplaceFit, data) -> Callable:
     """The guide ``guide`` (name, class or callable) for ``model``, started at the Laplace fit."""
     cls = GUIDES.get(guide) if isinstance(guide, str) else guide
@@ -353,7 +373,11 @@ def _laplace_initialised_guide(model, guide, laplace: LaplaceFit, data) -> Calla
         setattr(made.scales, laplace.site,
                 PyroParam(precision.rsqrt(), made.scale_constraint, event_dim=0))
         return made
-    if isinstance(cls, type) and issubclass(cls, autoguide.AutoGuide):
+    # normalising flows (AutoIAFNormal, ...) ignore init_loc_fn and warn when given one
+    flows = (autoguide.AutoNormalizingFlow,)
+    if isinstance(cls, type) and issubclass(cls, autoguide.AutoGuide) and not issubclass(
+        cls, flows
+    ):
         if "init_loc_fn" in inspect.signature(cls.__init__).parameters:
             return cls(model, init_loc_fn=autoguide.init_to_value(values=values))
     return make_guide(model, guide)
