@@ -39,6 +39,7 @@ from torch.distributions import constraints
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.models.maxent import MaxEntTrajectory
 from bayes_irl.rewards import LinearReward, RewardModel
+from bayes_irl.soft_bellman import soft_values
 from bayes_irl.trajectories import feature_counts
 from bayes_irl.validation import positive_int
 
@@ -312,45 +313,96 @@ class DemonstrationModel:
     ) -> Callable[[dict[str, Tensor]], Tensor] | None:
         r"""A potential energy whose cost does not grow with n, or None where it does not apply.
 
-        For a linear reward, the global model and full-length demonstrations, the
+        Global model (linear reward, full-length demonstrations, s_0 modelled): the
         log-likelihood of n demonstrations is
 
             sum_i log P(x_i | theta) = theta . Phi - n log Z(theta) + const,
-            Phi = sum_i sum_t phi(s_t, a_t),
+            Phi = sum_i sum_t phi(s_t, a_t).
 
-        so ``-log p(theta) - theta . Phi + n log Z(theta)`` costs one exact recursion per
-        gradient, whatever n is.
+        Causal model (maximum causal entropy; truncated demonstrations and
+        ``given_initial_state`` allowed): with the visit counts N[t, s, a] of the observed
+        steps, log pi_t = Q_t - V_t and Q_t(s, a) = r(s, a) + log beta(a | s) +
+        sum_s' p(s' | s, a) V_{t+1}(s'),
 
-        Applies to a :class:`bayes_irl.LinearReward` whose prior has real support, an
-        exact normaliser of kind ``"global"`` on a tabular MDP,
-        ``given_initial_state=False`` and full-length demonstrations.
+            sum_i log P(x_i | theta) = theta . Phi + sum_{t, s} W[t, s] V_t(s) + const,
+            W[t, s] = sum_{s_, a} N[t - 1, s_, a] p(s | s_, a) - sum_a N[t, s, a],
+
+        so the data enter through Phi and the (T + 1, S) table W, both computed once, and
+        each gradient is one soft-value recursion with its hand-written backward pass
+        (:func:`bayes_irl.soft_bellman.soft_values`).
+
+        Either way ``-log p(theta) - loglik(theta)`` costs one exact recursion per
+        gradient, whatever n is. Applies to a :class:`bayes_irl.LinearReward` whose prior
+        has real support and an exact normaliser on a tabular MDP.
 
         Args:
             data: prepared demonstrations (n, T + 1, 2).
 
         Returns:
             ``potential({site_name: theta (K,)}) -> scalar`` equal to the negative log joint
-            density up to a constant, or None.
+            density up to a constant (``theta`` may carry leading batch dimensions; the
+            result then has them), or None.
         """
         reward, norm = self.reward_model, self.normalizer
         if not isinstance(reward, LinearReward) or not isinstance(self.space, TabularMDP):
             return None
-        if not getattr(norm, "is_exact", False) or getattr(norm, "kind", None) != "global":
+        kind = getattr(norm, "kind", None)
+        if not getattr(norm, "is_exact", False) or kind not in ("global", "causal"):
             return None
-        if self.given_initial_state or not torch.is_tensor(data) or data.dim() != 3:
+        if not torch.is_tensor(data) or data.dim() != 3:
             return None
-        if self.space.is_truncated(data):
+        if kind == "global" and (self.given_initial_state or self.space.is_truncated(data)):
             return None
         prior = reward.prior
         if prior.support is not constraints.real:
             return None
-        stats = feature_counts(reward.features, *self.space.split(data)).sum(0)  # Phi, shape (K,)
+        mdp = self.space
+        stats = feature_counts(reward.features, *mdp.split(data)).sum(0)  # Phi, shape (K,)
         count = data.shape[0]
         site = reward.site_name
+        if kind == "causal":
+            value_weights = _causal_value_weights(mdp, data, reward.features.dtype)
+
+            def causal_potential(params: dict[str, Tensor]) -> Tensor:
+                # a flow guide's draws are float32; the statistics are the MDP's dtype
+                theta = params[site].to(stats.dtype)
+                values = soft_values(mdp, reward.step_rewards(theta), kind="causal")
+                log_lik = theta @ stats + (values * value_weights).sum((-2, -1))
+                return -(prior.log_prob(theta).sum(-1) + log_lik)
+
+            return causal_potential
 
         def potential_fn(params: dict[str, Tensor]) -> Tensor:
-            theta = params[site]
+            theta = params[site].to(stats.dtype)
             log_z = norm.log_normalizer(reward, theta)
-            return -(prior.log_prob(theta).sum() + theta @ stats - count * log_z)
+            return -(prior.log_prob(theta).sum(-1) + theta @ stats - count * log_z)
 
         return potential_fn
+
+
+def _causal_value_weights(mdp: TabularMDP, data: Tensor, dtype: torch.dtype) -> Tensor:
+    """``W[t, s]`` of the causal log-likelihood (see ``sufficient_statistics_potential``).
+
+    Args:
+        mdp: the tabular MDP.
+        data: prepared demonstrations (n, T + 1, 2), -1 after each one's length.
+        dtype: floating dtype of the result.
+
+    Returns:
+        Shape (T + 1, S): expected next-state visits minus visits with an observed action.
+    """
+    states, actions = mdp.split(data.to(mdp.device))
+    observed = actions >= 0  # (n, T)
+    horizon, num_states, num_actions = mdp.horizon, mdp.num_states, mdp.num_actions
+    steps = torch.arange(horizon, device=mdp.device).expand_as(actions)
+    counts = torch.zeros(horizon, num_states, num_actions, dtype=dtype, device=mdp.device)
+    index = (steps[observed], states[:, :-1][observed], actions[observed])
+    counts.index_put_(index, torch.ones((), dtype=dtype, device=mdp.device), accumulate=True)
+    probs = mdp.successor_log_probs.exp().to(dtype)  # (S, A, F)
+    flow = (counts.unsqueeze(-1) * probs).reshape(horizon, -1)  # N[t, s, a] p(f | s, a)
+    next_visits = torch.zeros(horizon, num_states, dtype=dtype, device=mdp.device)
+    next_visits.index_add_(1, mdp.successors.reshape(-1), flow)
+    weights = torch.zeros(horizon + 1, num_states, dtype=dtype, device=mdp.device)
+    weights[:horizon] -= counts.sum(-1)
+    weights[1:] += next_visits
+    return weights

@@ -89,11 +89,12 @@ def test_sufficient_statistics_potential_matches_model():
     (g_lj,) = torch.autograd.grad(lj[0], thetas[0])
     torch.testing.assert_close(g_u, -g_lj, atol=1e-9, rtol=0)
 
-    causal = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp, kind="causal"))
-    assert sufficient_statistics_potential(causal, data) is None
+    contexts = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp),
+                                  given_initial_state=True)
+    assert sufficient_statistics_potential(contexts, data) is None
     truncated = data.clone()
     truncated[0, -2, 1] = -1
     truncated[0, -1, 0] = -1
     assert sufficient_statistics_potential(model, truncated) is None
     with pytest.raises(ValueError, match="sufficient_statistics=True needs"):
-        run_mcmc(causal, data, sufficient_statistics=True, num_samples=1, warmup_steps=0)
+        run_mcmc(contexts, data, sufficient_statistics=True, num_samples=1, warmup_steps=0)

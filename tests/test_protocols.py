@@ -96,7 +96,8 @@ def test_models(world):
     # the capability is offered where it applies and declined (None) elsewhere
     data = demos.prepare_data(world.sample_demonstrations(5, seed=0))
     assert demos.sufficient_statistics_potential(data) is not None
-    causal = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp, kind="causal"))
-    assert causal.sufficient_statistics_potential(data) is None
+    contexts = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp),
+                                  given_initial_state=True)
+    assert contexts.sufficient_statistics_potential(data) is None
     value = demos.sufficient_statistics_potential(data)({"weights": world.true_weights})
     assert value.shape == () and torch.isfinite(value)

@@ -73,14 +73,22 @@ def _parser() -> argparse.ArgumentParser:
         help="prior family, centred at 0 with --prior-scale (default normal; laplace and "
         "cauchy have heavier tails and shrink large weights less)",
     )
-    fit.add_argument("--num-steps", type=int, default=5000, help="SVI steps")
+    fit.add_argument(
+        "--num-steps", type=int, default=5000, help="SVI step cap (stops when converged)"
+    )
     fit.add_argument(
         "--num-samples",
         type=int,
         default=None,
-        help="draws per chain (NUTS/HMC) or SVI draws (default 1000 for both)",
+        help="draws per chain (NUTS/HMC; default: sized for bulk ESS >= 400) or SVI/Laplace "
+        "draws (default 1000)",
     )
-    fit.add_argument("--warmup", type=int, default=500, help="NUTS/HMC warm-up per chain")
+    fit.add_argument(
+        "--warmup",
+        type=int,
+        default=None,
+        help="NUTS/HMC warm-up per chain (default 200 from the Laplace start, else 500)",
+    )
     fit.add_argument("--chains", type=int, default=2, help="NUTS/HMC chains (>= 2 for r_hat)")
     fit.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output folder")
     fit.add_argument("--overwrite", action="store_true", help="replace existing outputs")
@@ -218,7 +226,10 @@ def _fit(args) -> int:
     options: dict = {"seed": args.seed, "progress_bar": not args.no_progress,
                      "num_samples": num_samples}
     if args.method in ("nuts", "hmc"):
-        options.update(warmup_steps=args.warmup, num_chains=args.chains)
+        # NUTS/HMC: None sizes the draws for a bulk ESS of 400 per parameter
+        options.update(
+            num_samples=args.num_samples, warmup_steps=args.warmup, num_chains=args.chains
+        )
     elif args.method in ("svi", "laplace"):
         options.update(num_steps=args.num_steps)
         if args.method == "svi":

@@ -12,6 +12,7 @@ of NUTS.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -22,9 +23,11 @@ import pyro.infer.autoguide as autoguide
 import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
+from pyro.nn import PyroParam
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
+from bayes_irl.inference.backends.laplace import LaplaceFit, model_laplace
 from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.inference.rng import preserve_global_state
@@ -46,13 +49,18 @@ class SVIResult:
 
     Attributes:
         guide: the fitted Pyro guide (callable with the model's arguments).
-        losses: ELBO loss (negative ELBO estimate) per step, shape (num_steps,).
+        losses: ELBO loss (negative ELBO estimate) per step, shape (num_steps_run,).
         wall_time: seconds spent in the optimisation loop.
+        converged: whether the stopping rule fired before the step cap (always False
+            without a stopping rule).
+        learning_rates: the learning rate of each plateau stage, in order.
     """
 
     guide: Callable
     losses: np.ndarray
     wall_time: float
+    converged: bool = False
+    learning_rates: tuple = ()
 
 
 def make_guide(model, guide) -> Callable:
@@ -83,8 +91,18 @@ def optimise(
     progress_bar: bool = True,
     callback: Callable[[int, float, Callable], None] | None = None,
     checkpoint=None,
+    window: int | None = None,
+    rtol: float = 1e-4,
+    max_plateaus: int = 2,
 ) -> SVIResult:
-    """Run ``num_steps`` of SVI with ClippedAdam and ``Trace_ELBO``.
+    """Run SVI with ClippedAdam and ``Trace_ELBO``: ``num_steps``, or until converged.
+
+    Stopping rule (``window`` given): after every ``window`` steps the mean loss of the
+    last window is compared with the one before. A plateau is a change below
+    ``rtol · |mean loss|`` or below twice its standard error (no progress that the ELBO
+    noise lets one see). At a plateau the learning rate drops 10x (a step schedule that
+    settles the final iterate); after ``max_plateaus`` drops the next plateau stops the
+    run. ``num_steps`` is then the cap.
 
     Args:
         model: the Pyro model, called as ``model(data)``.
@@ -100,6 +118,10 @@ def optimise(
             the importance samples between SVI steps.
         checkpoint: an :class:`~bayes_irl.inference.checkpoint.SVICheckpoint` (save every
             N steps and on SIGINT/SIGTERM; resume bit-identically), or None.
+        window: steps per convergence window; None: run all ``num_steps`` with the
+            learning rate decayed 10x over the run (the former fixed schedule).
+        rtol: relative loss change that counts as a plateau.
+        max_plateaus: learning-rate drops before a plateau stops the run.
 
     Returns:
         The :class:`SVIResult`.
@@ -108,13 +130,32 @@ def optimise(
         raise ValueError(f"num_steps must be >= 1; got {num_steps}")
     if not learning_rate > 0:
         raise ValueError(f"learning_rate must be > 0; got {learning_rate}")
-    lrd = 0.1 ** (1.0 / num_steps)
+    if window is not None and window < 2:
+        raise ValueError(f"window must be >= 2 or None; got {window}")
+    lrd = 0.1 ** (1.0 / num_steps) if window is None else 1.0
     optim = ClippedAdam({"lr": learning_rate, "lrd": lrd, "clip_norm": 10.0})
     svi = SVI(model, guide, optim, loss=Trace_ELBO(num_particles=num_particles))
     losses = np.empty(num_steps)
+    rates = [learning_rate]
+    converged = False
+    last_check = 0
     start = time.perf_counter()
     first = 0 if checkpoint is None else checkpoint.start(
         svi, guide, data, losses, has_callback=callback is not None)
+
+    def plateau_at(done: int) -> bool:
+        """Whether the stopping rule sees a plateau after ``done`` steps."""
+        if window is None or done - last_check < 2 * window or done % window:
+            return False
+        return _plateau(losses[done - 2 * window : done], rtol)
+
+    # a resumed run replays the schedule over the restored losses (the optimiser's learning
+    # rate itself is restored with its state), so it continues bit-identically
+    for done in range(1, first + 1):
+        if plateau_at(done):
+            rates.append(rates[-1] * 0.1)
+            last_check = done
+    steps = first
     with tqdm(total=num_steps, initial=first, desc="SVI", disable=not progress_bar,
               leave=False) as bar, checkpoint or contextlib.nullcontext():
         for step in range(first, num_steps):
@@ -132,7 +173,27 @@ def optimise(
             if step % 50 == 0 or step == num_steps - 1:
                 bar.set_postfix(loss=f"{loss:.3f}")
             bar.update()
-    return SVIResult(guide=guide, losses=losses, wall_time=time.perf_counter() - start)
+            steps = done = step + 1
+            if plateau_at(done):
+                if len(rates) > max_plateaus:
+                    converged = True
+                    break
+                rates.append(rates[-1] * 0.1)
+                for state in optim.optim_objs.values():
+                    for group in state.param_groups:
+                        group["lr"] = rates[-1]
+                last_check = done  # two fresh windows at the new rate
+    return SVIResult(guide=guide, losses=losses[:steps], wall_time=time.perf_counter() - start,
+                     converged=converged, learning_rates=tuple(rates))
+
+
+def _plateau(losses: np.ndarray, rtol: float) -> bool:
+    """Whether the second half of ``losses`` shows no improvement over the first half."""
+    half = len(losses) // 2
+    before, after = losses[:half], losses[half:]
+    change = before.mean() - after.mean()
+    noise = np.sqrt(before.var() / half + after.var() / half)
+    return change < max(rtol * abs(after.mean()), 2 * noise)
 
 
 def draw_from_guide(model, guide: Callable, data, num_samples: int) -> dict[str, torch.Tensor]:
@@ -169,15 +230,28 @@ def run_svi(
     progress_bar: bool = True,
     callback: Callable[[int, float, Callable], None] | None = None,
     checkpoint=None,
+    init: str = "laplace",
+    window: int | None = None,
+    rtol: float = 1e-4,
 ) -> Posterior:
     """Fit by SVI and return ``num_samples`` independent draws from the fitted guide.
+
+    Fast default (``init="laplace"``, wherever the model offers a cheap potential): the
+    guide starts at the Laplace fit (MAP and inverse Hessian by L-BFGS; an
+    ``AutoMultivariateNormal`` gets its loc and scale_tril, an ``AutoNormal`` its locs
+    and the scales 1/sqrt(diag Hessian), the mean-field optimum of a Gaussian target,
+    other autoguides their ``init_loc_fn`` at the MAP; a user's callable guide is used as
+    given), the ELBO is evaluated on the potential (one recursion per step, whatever the
+    number of demonstrations) and the run stops when the loss stops improving (see
+    :func:`optimise`); the learning rate then starts at a fifth of ``learning_rate``.
 
     Args:
         model: a bayes_irl model.
         data: its prepared data.
         guide: autoguide name (see :data:`GUIDES`), AutoGuide class, or a guide callable.
-        num_steps: SVI steps.
-        learning_rate: initial Adam step size.
+        num_steps: SVI steps: the cap when ``window`` is set, else the exact count.
+        learning_rate: initial Adam step size (from the prior; a fifth of it from the
+            Laplace start).
         num_particles: ELBO particles per step.
         num_samples: posterior draws returned (one chain: they are independent, so
             r_hat is undefined and ESS equals the number of draws).
@@ -186,10 +260,21 @@ def run_svi(
         callback: per-step hook, see :func:`optimise`.
         checkpoint: an :class:`~bayes_irl.inference.checkpoint.SVICheckpoint`, see
             :func:`optimise`.
+        init: ``"laplace"`` (default) or ``"prior"`` (the guide's own initialisation and
+            the traced model: the former behaviour).
+        window: convergence window in steps (see :func:`optimise`). None (default): 100
+            from a Laplace start; from the guide's own initialisation (``init="prior"``,
+            no potential, minibatches, a callback) exactly ``num_steps`` steps with the
+            learning rate decayed 10x over the run, because there the slow early
+            progress can hide in the ELBO noise (a minibatch fit stopped with sds 40%
+            short).
+        rtol: relative loss change that counts as a plateau.
 
     Returns:
         A :class:`Posterior` with ``method="svi"``; ``extra["guide"]`` holds the fitted
-        guide and the loss trace is stored in sample_stats as ``loss`` over ``svi_step``.
+        guide and the loss trace is stored in sample_stats as ``loss`` over ``svi_step``;
+        attrs ``num_steps_run`` (steps taken), ``converged`` (1 if the stopping rule
+        fired before the cap) and ``init``.
 
     Example:
         >>> from bayes_irl import GridWorld
@@ -202,11 +287,25 @@ def run_svi(
         >>> post.samples["weights"].shape
         torch.Size([1, 10, 4])
     """
+    if init not in ("laplace", "prior"):
+        raise ValueError(f"init must be 'laplace' or 'prior'; got {init!r}")
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
-    guide_fn = make_guide(model, guide)
+    laplace = None
+    if init == "laplace" and not getattr(model, "subsample_size", None) and callback is None:
+        laplace = model_laplace(model, data)
+    target = model
+    if laplace is None:
+        guide_fn = make_guide(model, guide)
+    else:
+        target = _potential_model(model, laplace)
+        guide_fn = _laplace_initialised_guide(target, guide, laplace, data)
+        if _starts_at_laplace(guide):
+            # already near the optimum: a smaller step and a convergence stop
+            learning_rate = learning_rate / 5
+            window = 100 if window is None else window
     result = optimise(
-        model,
+        target,
         guide_fn,
         data,
         num_steps=num_steps,
@@ -215,6 +314,8 @@ def run_svi(
         progress_bar=progress_bar,
         callback=callback,
         checkpoint=checkpoint,
+        window=window,
+        rtol=rtol,
     )
     if isinstance(guide_fn, autoguide.AutoLaplaceApproximation):
         guide_fn = guide_fn.laplace_approximation(data)
@@ -227,11 +328,105 @@ def run_svi(
         attrs={
             "seed": seed,
             "num_steps": num_steps,
+            "num_steps_run": len(result.losses),
+            "converged": int(result.converged),
             "learning_rate": learning_rate,
+            "learning_rates": ", ".join(f"{r:.3g}" for r in result.learning_rates),
             "num_particles": num_particles,
-            "wall_time_s": result.wall_time,
+            "init": "prior" if laplace is None else "laplace",
+            "potential": "model" if laplace is None else "sufficient_statistics",
+            "wall_time_s": result.wall_time + (0.0 if laplace is None else laplace.wall_time),
         },
     )
+
+
+def _potential_model(model, laplace: LaplaceFit) -> Callable:
+    """The model's latent sites with the cheap potential as their only density.
+
+    The model runs with its densities masked and its observed sites hidden (so the guide
+    sees the same latent sites, plates and shapes), and ``pyro.factor`` adds
+    ``-U(theta)``, the whole log joint, computed from the sufficient statistics.
+    """
+    hidden = list(model.observed_sites)
+
+    def potential_model(data, *args, **kwargs):
+        with poutine.trace() as tracer, poutine.mask(mask=False), poutine.block(hide=hidden):
+            model(data, *args, **kwargs)
+        theta = tracer.trace.nodes[laplace.site]["value"]
+        pyro.factor("_log_joint", -laplace.potential({laplace.site: theta}))
+
+    return potential_model
+
+
+def _starts_at_laplace(guide) -> bool:
+    """Whether :func:`_laplace_initialised_guide` starts ``guide`` at the Laplace fit.
+
+    Normalising flows and user-written guides keep their own initialisation, so they keep
+    the fixed schedule of a start from scratch.
+    """
+    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    return (
+        isinstance(cls, type)
+        and issubclass(cls, autoguide.AutoGuide)
+        and not issubclass(cls, autoguide.AutoNormalizingFlow)
+        and (
+            cls in (autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
+            or "init_loc_fn" in inspect.signature(cls.__init__).parameters
+        )
+    )
+
+
+def _laplace_initialised_guide(model, guide, laplace: LaplaceFit, data) -> Callable:
+    """The guide ``guide`` (name, class or callable) for ``model``, started at the Laplace fit."""
+    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    if cls is autoguide.AutoMultivariateNormal:
+        made = autoguide.AutoMultivariateNormal(model)
+        made._setup_prototype(data)
+        # the guide's scale_tril is diag(scale) @ U with U unit lower triangular:
+        # cov = L L^T with L = chol(cov) gives scale = diag(L), U = L / scale (rows)
+        chol = torch.linalg.cholesky(laplace.covariance)
+        scale = chol.diagonal().clone()
+        made.loc = torch.nn.Parameter(laplace.loc.clone())
+        made.scale = PyroParam(scale, made.scale_constraint)
+        made.scale_tril = PyroParam(chol / scale[:, None], made.scale_tril_constraint)
+        return made
+    values = {laplace.site: laplace.loc.clone()}
+    if cls is autoguide.AutoNormal:
+        # mean-field optimum for a Gaussian target: the precision's diagonal
+        precision = torch.linalg.inv(laplace.covariance).diagonal()
+        made = autoguide.AutoNormal(model, init_loc_fn=autoguide.init_to_value(values=values))
+        made._setup_prototype(data)
+        setattr(made.scales, laplace.site,
+                PyroParam(precision.rsqrt(), made.scale_constraint, event_dim=0))
+        return made
+    # normalising flows (AutoIAFNormal, ...) ignore init_loc_fn and warn when given one
+    flows = (autoguide.AutoNormalizingFlow,)
+    if isinstance(cls, type) and issubclass(cls, autoguide.AutoGuide) and not issubclass(
+        cls, flows
+    ):
+        if "init_loc_fn" in inspect.signature(cls.__init__).parameters:
+            return cls(model, init_loc_fn=autoguide.init_to_value(values=values))
+    return make_guide(model, guide)
+
+
+def gaussian_guide(model, data, laplace: LaplaceFit) -> autoguide.AutoMultivariateNormal:
+    """``AutoMultivariateNormal`` fixed at N(MAP, Sigma) of a :class:`LaplaceFit`.
+
+    The model's one latent site has real support (that is when a potential exists), so
+    the guide's unconstrained space is the site itself.
+    """
+    guide = autoguide.AutoMultivariateNormal(model)
+    guide._setup_prototype(data)
+    scale = laplace.covariance.diagonal().sqrt()
+    correlation = laplace.covariance / scale[:, None] / scale[None, :]
+    with torch.no_grad():
+        del guide.loc
+        del guide.scale
+        del guide.scale_tril
+        guide.register_buffer("loc", laplace.loc.clone())
+        guide.register_buffer("scale", scale)
+        guide.register_buffer("scale_tril", torch.linalg.cholesky(correlation))
+    return guide
 
 
 def guide_posterior(
@@ -273,7 +468,7 @@ def run_laplace(
     model,
     data,
     *,
-    optimizer: str = "adam",
+    optimizer: str | None = None,
     init_values: dict[str, torch.Tensor] | None = None,
     max_iter: int = 200,
     **options,
@@ -283,12 +478,17 @@ def run_laplace(
     Args:
         model: a bayes_irl model.
         data: its prepared data.
-        optimizer: how the MAP is found. ``"adam"`` (default): ``num_steps`` SVI steps of
-            :func:`run_svi` with ``AutoLaplaceApproximation``. ``"lbfgs"``: L-BFGS with a
-            strong-Wolfe line search on the negative log joint, to a gradient of ~1e-10
-            (deterministic; needs a model without subsampling; ``num_steps`` and
-            ``learning_rate`` are ignored). The MAP of ``"lbfgs"`` is a stationary point
-            of the log joint, which sequential updates (active learning) rely on.
+        optimizer: how the MAP is found. ``"lbfgs"`` (the default, None, unless the model
+            subsamples): L-BFGS with a strong-Wolfe line search on the negative log joint,
+            to a gradient tolerance (deterministic; ``num_steps`` and ``learning_rate``
+            are ignored). Where the model offers a cheap potential
+            (:func:`bayes_irl.inference.backends.laplace.model_laplace`) L-BFGS runs on it
+            directly and the covariance is the inverse of its exact Hessian; otherwise on
+            the traced model (Pyro's ``AutoLaplaceApproximation``, gradient ~1e-10). The
+            MAP is a stationary point of the log joint, which sequential updates (active
+            learning) rely on. ``"adam"`` (the default for a model with
+            ``subsample_size``): ``num_steps`` SVI steps of :func:`run_svi` with
+            ``AutoLaplaceApproximation``.
         init_values: latent site -> initial value (constrained space), e.g. the previous
             MAP when refitting after one more observation; default Pyro's ``init_to_median``.
         max_iter: ``"lbfgs"`` only: the most L-BFGS iterations.
@@ -304,6 +504,8 @@ def run_laplace(
     Raises:
         ValueError: for an unknown ``optimizer``.
     """
+    if optimizer is None:
+        optimizer = "adam" if getattr(model, "subsample_size", None) else "lbfgs"
     if optimizer not in ("adam", "lbfgs"):
         raise ValueError(f"optimizer must be 'adam' or 'lbfgs'; got {optimizer!r}")
     init = {} if init_values is None else {
@@ -326,6 +528,26 @@ def run_laplace(
         raise ValueError(f"unknown options for run_laplace: {sorted(options)}")
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
+    laplace = model_laplace(model, data, init_values=init_values)
+    if laplace is not None:
+        posterior = guide_posterior(
+            model,
+            data,
+            gaussian_guide(model, data, laplace),
+            losses=np.asarray([float(laplace.potential({laplace.site: laplace.loc}))]),
+            num_samples=num_samples,
+            attrs={
+                "seed": seed,
+                "optimizer": "lbfgs",
+                "potential": "sufficient_statistics",
+                "num_evaluations": laplace.num_evaluations,
+                "grad_norm": laplace.grad_norm,
+                "converged": int(laplace.converged),
+                "wall_time_s": laplace.wall_time,
+            },
+        )
+        posterior.method = "laplace"
+        return posterior
     guide = _Laplace(model)
     loss_fn = Trace_ELBO().differentiable_loss
     start = time.perf_counter()

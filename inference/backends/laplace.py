@@ -1,0 +1,195 @@
+r"""The MAP and the Laplace approximation on a cheap potential: the first stage of every fit.
+
+For a model that offers a potential energy U(theta) = -log p(theta, data) + const whose
+cost does not grow with the number of observations
+(:class:`bayes_irl.protocols.SufficientStatistics`), the MAP is found by L-BFGS with a
+strong-Wolfe line search on U to a gradient tolerance, and the Laplace covariance is the
+inverse of the exact Hessian of U at the MAP (D x D, D small, by double back-propagation
+through the recursion):
+
+    theta_MAP = argmin U(theta),        Sigma = [nabla^2 U(theta_MAP)]^{-1}.
+
+The result starts every default fit: ``method="laplace"`` returns N(theta_MAP, Sigma);
+SVI initialises its guide there; NUTS/HMC start at the MAP with Sigma as the inverse mass
+matrix. No Pyro tracing happens per evaluation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pyro
+import torch
+
+__all__ = ["LaplaceFit", "find_laplace", "model_laplace", "sufficient_statistics_potential"]
+
+
+def sufficient_statistics_potential(model, data):
+    """Return ``(potential_fn, site_name, num_params)``, or None where it does not apply.
+
+    Asks the model (:class:`bayes_irl.protocols.SufficientStatistics`): a model without
+    ``sufficient_statistics_potential``, or whose method returns None, gets None. The site
+    and its size come from ``model.latent_dims`` (one latent site).
+
+    Args:
+        model: the model.
+        data: its prepared data.
+
+    Returns:
+        ``potential_fn({site_name: theta (D,)}) -> scalar`` equal to the negative log joint
+        density up to a constant, the latent site's name, and D; or None.
+    """
+    method = getattr(model, "sufficient_statistics_potential", None)
+    potential = None if method is None else method(data)
+    if potential is None or len(model.latent_dims) != 1:
+        return None
+    ((site, (_, names)),) = model.latent_dims.items()
+    return potential, site, len(names)
+
+
+@dataclass
+class LaplaceFit:
+    """The MAP and the Laplace covariance of a one-site potential.
+
+    Attributes:
+        site: the latent site's name.
+        loc: the MAP theta_MAP, shape (D,).
+        covariance: the inverse Hessian of U at the MAP, shape (D, D).
+        potential: the potential ``U({site: theta}) -> scalar`` that was minimised.
+        grad_norm: max |dU/dtheta| at the MAP (the stopping criterion's quantity).
+        num_evaluations: potential evaluations by L-BFGS (line search included).
+        converged: whether the gradient tolerance was reached.
+        wall_time: seconds for the optimisation and the Hessian.
+    """
+
+    site: str
+    loc: torch.Tensor
+    covariance: torch.Tensor
+    potential: Callable
+    grad_norm: float
+    num_evaluations: int
+    converged: bool
+    wall_time: float
+
+
+def find_laplace(
+    potential: Callable,
+    site: str,
+    init: torch.Tensor,
+    *,
+    grad_tol: float = 1e-6,
+    max_iter: int = 500,
+) -> LaplaceFit:
+    """MAP by L-BFGS (strong Wolfe) to ``max |grad U| <= grad_tol``, then the exact Hessian.
+
+    Args:
+        potential: ``U({site: theta (D,)}) -> scalar``, differentiable twice.
+        site: the latent site's name.
+        init: starting point, shape (D,) (its dtype and device are used throughout).
+        grad_tol: tolerance on the largest absolute gradient coordinate; U is a sum over
+            observations, so 1e-6 puts the MAP within ~1e-6 / (n · curvature) of the
+            optimum, far below any posterior sd.
+        max_iter: the most L-BFGS iterations.
+
+    Returns:
+        The :class:`LaplaceFit`.
+
+    Raises:
+        FloatingPointError: if U or its gradient becomes non-finite.
+        ValueError: if the Hessian at the optimum is not positive definite (the potential
+            has no proper mode there; use SVI or NUTS).
+    """
+    start = time.perf_counter()
+    theta = init.detach().clone().requires_grad_(True)
+    lbfgs = torch.optim.LBFGS(
+        [theta],
+        lr=1.0,
+        max_iter=max_iter,
+        tolerance_grad=grad_tol,
+        tolerance_change=1e-14,
+        history_size=20,
+        line_search_fn="strong_wolfe",
+    )
+    evaluations = 0
+
+    def closure():
+        nonlocal evaluations
+        evaluations += 1
+        lbfgs.zero_grad()
+        loss = potential({site: theta})
+        if not torch.isfinite(loss):
+            raise FloatingPointError(
+                f"the potential became {float(loss)} during the MAP search; check the data "
+                "and the prior"
+            )
+        loss.backward()
+        return loss
+
+    lbfgs.step(closure)
+    loc = theta.detach()
+    with torch.enable_grad():
+        point = loc.clone().requires_grad_(True)
+        (grad,) = torch.autograd.grad(potential({site: point}), point)
+    grad_norm = float(grad.abs().max())
+    if not torch.isfinite(grad).all():
+        raise FloatingPointError("the potential's gradient at the MAP is not finite")
+    hessian = torch.autograd.functional.hessian(lambda t: potential({site: t}), loc)
+    hessian = 0.5 * (hessian + hessian.T)
+    chol, info = torch.linalg.cholesky_ex(hessian)
+    if int(info) != 0:
+        raise ValueError(
+            "the Hessian of the negative log joint at the MAP is not positive definite; the "
+            "Laplace approximation does not apply (try method='svi' or 'nuts')"
+        )
+    covariance = torch.cholesky_inverse(chol)
+    return LaplaceFit(
+        site=site,
+        loc=loc,
+        covariance=0.5 * (covariance + covariance.T),
+        potential=potential,
+        grad_norm=grad_norm,
+        num_evaluations=evaluations,
+        converged=grad_norm <= grad_tol,
+        wall_time=time.perf_counter() - start,
+    )
+
+
+def model_laplace(
+    model,
+    data,
+    *,
+    init_values: dict[str, torch.Tensor] | None = None,
+    grad_tol: float = 1e-6,
+    max_iter: int = 500,
+) -> LaplaceFit | None:
+    """:func:`find_laplace` on the model's cheap potential, or None where it has none.
+
+    Args:
+        model: a bayes_irl model.
+        data: its prepared data.
+        init_values: latent site -> starting value (e.g. a previous MAP); default zeros
+            (the centre of the usual N(0, 1) prior).
+        grad_tol: see :func:`find_laplace`.
+        max_iter: see :func:`find_laplace`.
+
+    Returns:
+        The :class:`LaplaceFit`, or None when the model offers no potential.
+    """
+    found = sufficient_statistics_potential(model, data)
+    if found is None:
+        return None
+    potential, site, dim = found
+    if init_values is not None and site in init_values:
+        init = torch.as_tensor(init_values[site]).reshape(dim)
+    else:
+        init = torch.zeros(dim, dtype=_site_dtype(model, data, site))
+    return find_laplace(potential, site, init.to(_site_dtype(model, data, site)),
+                        grad_tol=grad_tol, max_iter=max_iter)
+
+
+def _site_dtype(model, data, site: str) -> torch.dtype:
+    """The dtype the model samples ``site`` in (one trace; the RNG state is restored)."""
+    with torch.random.fork_rng(devices=[]):
+        return pyro.poutine.trace(model).get_trace(data).nodes[site]["value"].dtype
