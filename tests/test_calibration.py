@@ -60,10 +60,14 @@ def quadrature_fit(model, raw, seed, *, num_samples=1000):
     if seed in _QUADRATURE:
         return _QUADRATURE[seed]
     data = model.prepare_data(raw)
-    grid, w, _ = _grid(model, data, torch.full((2,), -4.0), torch.full((2,), 4.0), 41)
-    mean = (w[:, None] * grid).sum(0)
-    sd = (w[:, None] * (grid - mean) ** 2).sum(0).sqrt()
-    grid, w, step = _grid(model, data, mean - 6 * sd, mean + 6 * sd, 81)
+    lo, hi = torch.full((2,), -4.0, dtype=torch.float64), torch.full((2,), 4.0, dtype=torch.float64)
+    # coarse pass, a +-8 sd window (sd floored at the coarse cell), then the fine grid
+    for half_width, num in ((None, 41), (8.0, 41), (6.0, 81)):
+        if half_width is not None:
+            mean = (w[:, None] * grid).sum(0)
+            sd = torch.maximum((w[:, None] * (grid - mean) ** 2).sum(0).sqrt(), step)
+            lo, hi = mean - half_width * sd, mean + half_width * sd
+        grid, w, step = _grid(model, data, lo, hi, num)
     generator = torch.Generator().manual_seed(seed)
     index = torch.multinomial(w, num_samples, replacement=True, generator=generator)
     jitter = (torch.rand(num_samples, 2, generator=generator, dtype=torch.float64) - 0.5) * step
