@@ -650,11 +650,17 @@ class TrajectoryBankNormalizer:
         """Diagnostics of the bank's log-weights at one theta (SMC adds its sweep's)."""
         return importance_diagnostics(log_w, num_observations=self.num_observations)
 
+    def _too_few_effective(self, diag: ImportanceDiagnostics) -> bool:
+        """An extra reliability criterion of a subclass (SMC: its sweep's ESS)."""
+        return False
+
     def _diagnose(self, log_w: torch.Tensor) -> None:
         self._diagnostics = diag = self._compute_diagnostics(log_w)
         khat, shift = diag.khat, diag.mode_shift
         shifted = not self.fresh_bank and shift > MODE_SHIFT_THRESHOLD
-        if self.khat_policy == "ignore" or not (khat > KHAT_THRESHOLD or shifted):
+        if self.khat_policy == "ignore" or not (
+            khat > KHAT_THRESHOLD or shifted or self._too_few_effective(diag)
+        ):
             return
         message = (
             f"{type(self).__name__}: PSIS k-hat = {khat:.2f} (threshold {KHAT_THRESHOLD}), "

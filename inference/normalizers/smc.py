@@ -33,12 +33,16 @@ K equally weighted (duplicated) paths and say nothing about the sweep. So the sw
 diagnosed from its own weights (:attr:`SMCNormalizer.sweep_diagnostics`): the
 Lee-Whiteley relative variance V of Z_hat from the genealogy (time-0 ancestors), its
 equivalent ESS 1 / (V + 1/K) and standard error sqrt(V) of log Z_hat, PSIS k-hat of the
-weights at every resampling decision and at T (the worst is reported), and the conditional
-ESS of every step from the incremental weights (``conditional_ess_history``). At a theta
-the reported ``diagnostics`` combine the sweep with the reweighting: relative variances
-add, V(theta) = V_sweep + (1 / ESS_reweight - 1 / K), the ESS is 1 / (V(theta) + 1/K) and
-k-hat the larger of the two; ``khat_policy`` acts on these. The reference reward is
-updated by ``refresh(reward, theta)`` (e.g. by
+weights at every resampling decision and at T (the worst; informative only: duplicated
+particles put ties into the tail, where the Pareto fit can read inf even for a good
+sweep, and small spaces repeat paths naturally), and the conditional ESS of every step
+from the incremental weights (``conditional_ess_history``). At a theta the reported
+``diagnostics`` combine the sweep with the reweighting: relative variances add,
+V(theta) = V_sweep + (1 / ESS_reweight - 1 / K), the ESS is 1 / (V(theta) + 1/K) and k-hat
+is the reweighting's; ``khat_policy`` acts on k-hat > 0.7 or an ESS below
+min(:data:`MIN_SWEEP_ESS`, K / 10): a sweep can be off by a nat while every k-hat reads
+below 0.7.
+The reference reward is updated by ``refresh(reward, theta)`` (e.g. by
 :class:`bayes_irl.inference.guide_training.GuidePolicyTrainer`, which refreshes after
 training).
 """
@@ -69,7 +73,11 @@ from bayes_irl.inference.normalizers.importance import (
 from bayes_irl.trajectories import trajectory_returns
 from bayes_irl.validation import positive_int
 
-__all__ = ["SMCNormalizer", "smc_log_normalizer"]
+__all__ = ["MIN_SWEEP_ESS", "SMCNormalizer", "smc_log_normalizer"]
+
+MIN_SWEEP_ESS = 100.0
+"""Below this equivalent ESS of the sweep (1 / (V + 1/K); K / 10 for K < 1000)
+``khat_policy`` acts as on k-hat."""
 
 
 def smc_log_normalizer(
@@ -94,7 +102,8 @@ def smc_log_normalizer(
         generator: torch generator.
         history: optional dict, filled with ``"eves"`` (int (K,), the time-0 ancestor of
             each final particle), ``"conditional_ess"`` (T floats, one per step),
-            ``"khat"`` (PSIS k-hat of the weights at each resampling and at T) and
+            ``"khat"`` (PSIS k-hat of the weights at each resampling and at T; duplicated
+            particles put ties in the tail, where it can read inf) and
             ``"num_resamples"``.
 
     Returns:
@@ -314,6 +323,10 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         self.num_unique_paths = int(torch.unique(trajectories, dim=0).shape[0])
         return self
 
+    def _too_few_effective(self, diag: ImportanceDiagnostics) -> bool:
+        """ESS below min(100, K / 10) (Vehtari et al.'s minimum, relaxed for small K)."""
+        return diag.ess < min(MIN_SWEEP_ESS, 0.1 * self.num_particles)
+
     def _compute_diagnostics(self, log_w: torch.Tensor) -> ImportanceDiagnostics:
         """The sweep's diagnostics combined with the reweighting to theta (module docstring)."""
         reweight = importance_diagnostics(log_w)
@@ -323,8 +336,7 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         return ImportanceDiagnostics(
             num_samples=k,
             ess=1.0 / (variance + 1.0 / k),
-            khat=max((x for x in (reweight.khat, sweep.khat) if not math.isnan(x)),
-                     default=math.nan),
+            khat=reweight.khat,
             log_z=reweight.log_z,
             log_z_std_error=math.sqrt(variance),
             num_observations=self.num_observations,
