@@ -19,6 +19,8 @@ import time
 import warnings
 from pathlib import Path
 
+from bayes_irl.app import calibrate_command
+
 OUTPUT_FILES = ("posterior.nc", "summary.csv", "reward_posterior.png", "trace.png")
 
 
@@ -66,6 +68,8 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="torch threads (default 1: faster for these small kernels)",
     )
+
+    calibrate_command.add_parser(sub)
 
     sim = sub.add_parser("simulate", help="write a gridworld MDP and demonstrations as .npz")
     world_args(sim)
@@ -221,6 +225,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if args.command == "simulate":
             return _simulate(args)
+        if args.command == "calibrate":
+            return calibrate_command.run(args)
         return _fit(args)
     except (ValueError, FileNotFoundError, FileExistsError) as err:
         print(f"error: {err}", file=sys.stderr)
