@@ -14,6 +14,7 @@ NOTEBOOKS = [
     "02_guide_policy.ipynb",
     "03_preferences_rlhf.ipynb",
     "04_swap_inference.ipynb",
+    "06_calibration.ipynb",
 ]
 
 
