@@ -93,8 +93,9 @@ Latents = dict[str, torch.Tensor]
 FitFunction = Callable[[Any, Any, int], Posterior]
 """``fit_fn(model, raw_data, seed) -> Posterior``: a custom fit (instead of ``method``)."""
 TestQuantities = Callable[[Any, Any, Latents], dict[str, Callable[[Latents], np.ndarray]]]
-"""``test_quantities(model, prepared_data, posterior_draws) -> {name: f}`` with
-``f(latents (N, ...)) -> (N,)``; a quantity may depend on the data and on the draws."""
+"""``test_quantities(model, prepared_data, held_out_draws) -> {name: f}`` with
+``f(latents (N, ...)) -> (N,)``; a quantity may depend on the data and on posterior draws
+that are not among the ranked ones."""
 
 
 # ---------------------------------------------------------------------------- simulators
@@ -228,7 +229,8 @@ def default_test_quantities(
     Args:
         model: the fitted model.
         data: its prepared data.
-        draws: the thinned posterior draws, site -> (L, ...).
+        draws: posterior draws that are not ranked, site -> (M, ...) (the quantity must
+            not depend on the ranked draws, or theta* loses its exchangeability with them).
         num_states: states at which the reward is a test quantity.
         num_value_draws: trajectories of the posterior-mean policy.
 
@@ -381,8 +383,13 @@ def uniformity_test(
 
 
 # ---------------------------------------------------------------------------- one simulation
-def _thin(posterior: Posterior, num: int) -> Latents:
-    """``num`` draws evenly spaced over the chains' flattened draws (site -> (num, ...))."""
+def _thin(posterior: Posterior, num: int) -> tuple[Latents, Latents]:
+    """``num`` draws evenly spaced over the flattened draws, and the draws left over.
+
+    Returns:
+        ``(ranked, held_out)``, site -> (num, ...) and site -> (rest, ...); ``held_out``
+        is the ranked set itself when the fit returned exactly ``num`` draws.
+    """
     flat = posterior.flat_samples()
     total = next(iter(flat.values())).shape[0]
     if total < num:
@@ -390,7 +397,12 @@ def _thin(posterior: Posterior, num: int) -> Latents:
             f"the fit returned {total} draws; num_rank_draws={num} needs at least as many"
         )
     index = torch.from_numpy(np.linspace(0, total - 1, num).round().astype(np.int64))
-    return {k: v[index].detach() for k, v in flat.items()}
+    ranked = {k: v[index].detach() for k, v in flat.items()}
+    rest = torch.ones(total, dtype=torch.bool)
+    rest[index] = False
+    if not bool(rest.any()):
+        return ranked, ranked
+    return ranked, {k: v[rest].detach() for k, v in flat.items()}
 
 
 def simulate_once(
@@ -432,13 +444,17 @@ def simulate_once(
     else:
         opts = {"progress_bar": False, **(options or {}), "seed": sim_seed}
         posterior = fit(model, raw, method=method, **opts)
-    draws = _thin(posterior, positive_int(num_rank_draws, "num_rank_draws"))
+    draws, held_out = _thin(posterior, positive_int(num_rank_draws, "num_rank_draws"))
     batched_truth = {k: v.unsqueeze(0) for k, v in truth.items()}
     values_truth = _flat_coordinates(model, batched_truth)
     values_draws = _flat_coordinates(model, draws)
     if test_quantities is not None:
         data = posterior.data
-        for name, f in test_quantities(model, data, draws).items():
+        # Quantities that use the posterior (the posterior-mean policy) read the draws
+        # that are NOT ranked: a quantity built from the ranked draws themselves breaks
+        # the exchangeability of theta* with them (measured: p = 0.004 for a calibrated
+        # Laplace fit at N = 30 when the ranked draws defined the policy).
+        for name, f in test_quantities(model, data, held_out).items():
             values_truth[name] = np.asarray(f(batched_truth), dtype=float).reshape(1)
             values_draws[name] = np.asarray(f(draws), dtype=float).reshape(-1)
     names = list(values_truth)
