@@ -75,6 +75,7 @@ __all__ = [
     "COVERAGE_LEVELS",
     "CalibrationResult",
     "DemonstrationSimulator",
+    "LogNormalRationality",
     "PreferenceSimulator",
     "coverage",
     "default_test_quantities",
@@ -118,6 +119,19 @@ def draw_prior(model: Any, seed: int) -> Latents:
             return {reward.site_name: reward().detach()}
 
 
+@dataclass(frozen=True)
+class LogNormalRationality:
+    """A demonstrator's beta drawn per simulation: ``log beta ~ Normal(loc, scale)``."""
+
+    loc: float = 0.0
+    scale: float = 0.5
+
+    def draw(self, generator: torch.Generator) -> torch.Tensor:
+        """One beta, shape (1,), from ``generator``."""
+        z = torch.randn(1, generator=generator, dtype=torch.float64)
+        return torch.exp(self.loc + self.scale * z)
+
+
 @dataclass
 class DemonstrationSimulator:
     """Simulate demonstrations given latents: the model's own exact sampler by default.
@@ -127,8 +141,10 @@ class DemonstrationSimulator:
 
     Args:
         num_demonstrations: n.
-        rationality: a fixed demonstrator beta (the data follow ``MaxEnt(beta R_theta)``);
-            None: the model's own (its latent beta, or 1).
+        rationality: the demonstrator's beta (the data follow ``MaxEnt(beta R_theta)``): a
+            float, or a :class:`LogNormalRationality` (a new beta per simulation, e.g. an
+            unknown beta fitted by a model that fixes beta = 1); None: the model's own (its
+            latent beta, or 1).
         kind: ``"global"`` or ``"causal"`` demonstrator (tabular MDPs); None: the model's
             own (its normaliser's kind, via ``model.simulate``).
         reward_offset: a step-reward table (S, A) added to ``beta R_theta`` (a reward
@@ -139,20 +155,22 @@ class DemonstrationSimulator:
     """
 
     num_demonstrations: int
-    rationality: float | None = None
+    rationality: float | LogNormalRationality | None = None
     kind: str | None = None
     reward_offset: torch.Tensor | None = None
 
     def __post_init__(self) -> None:
         self.num_demonstrations = positive_int(self.num_demonstrations, "num_demonstrations")
-        if self.rationality is not None and not float(self.rationality) > 0:
+        if isinstance(self.rationality, (int, float)) and not float(self.rationality) > 0:
             raise ValueError(f"rationality must be > 0; got {self.rationality!r}")
 
     def __call__(self, model: Any, latents: Latents, generator: torch.Generator) -> Any:
         """Return raw demonstrations ``(n, *event_shape)`` for ``model.prepare_data``."""
         theta = latents[model.reward_model.site_name]
         beta = latents.get(getattr(model, "rationality_site", "rationality"))
-        if self.rationality is not None:
+        if isinstance(self.rationality, LogNormalRationality):
+            beta = self.rationality.draw(generator).to(theta.dtype)
+        elif self.rationality is not None:
             beta = torch.full((1,), float(self.rationality), dtype=theta.dtype)
         plain = self.kind is None and self.reward_offset is None
         if plain:
