@@ -62,7 +62,8 @@ def quadrature_fit(model, raw, seed, *, num_samples=1000):
     data = model.prepare_data(raw)
     lo, hi = torch.full((2,), -4.0, dtype=torch.float64), torch.full((2,), 4.0, dtype=torch.float64)
     # coarse pass, a +-8 sd window (sd floored at the coarse cell), then the fine grid
-    for half_width, num in ((None, 41), (8.0, 41), (6.0, 81)):
+    grid, w, step = _grid(model, data, lo, hi, 41)
+    for half_width, num in ((8.0, 41), (6.0, 81)):
         if half_width is not None:
             mean = (w[:, None] * grid).sum(0)
             sd = torch.maximum((w[:, None] * (grid - mean) ** 2).sum(0).sqrt(), step)
