@@ -6,7 +6,10 @@ Laplace (L-BFGS) fits, N simulations per case:
 * ``correct``: data from the model itself (beta = 1, global maxent);
 * ``beta_unknown_fixed``: the demonstrator's beta ~ LogNormal(0, 0.5) per simulation,
   fitted by the model that fixes beta = 1;
-* ``beta_unknown_latent``: the same data, fitted with beta as a latent with the same prior;
+* ``beta_unknown_latent``: the same data, fitted with beta as a latent with the same prior
+  (Laplace: the (theta, beta) posterior is a curved ridge along beta * theta);
+* ``beta_unknown_latent_is``: the same, fitted by importance sampling (20000 draws) with
+  the Laplace approximation as the proposal, which handles the ridge;
 * ``causal_data``: a maximum-causal-entropy demonstrator fitted with the global model;
 * ``outside_span``: a reward offset outside the feature span (N(0, 1) per (s, a), fixed).
 
@@ -21,13 +24,20 @@ import pyro.distributions as dist
 import torch
 
 from bayes_irl import GridWorld
-from bayes_irl.inference import ExactNormalizer
+from bayes_irl.inference import ExactNormalizer, fit
 from bayes_irl.inference.calibration import (
     DemonstrationSimulator,
     LogNormalRationality,
     run_calibration,
 )
 from bayes_irl.models import DemonstrationModel
+
+
+def laplace_then_importance(model, raw, seed):
+    """Importance sampling with the Laplace approximation as the proposal (SIR)."""
+    laplace = fit(model, raw, method="laplace", optimizer="lbfgs", num_samples=10, seed=seed)
+    return fit(model, raw, method="importance", proposal=laplace.extra["guide"],
+               num_proposals=20000, num_samples=199, seed=seed, warn=False)
 
 
 def main():
@@ -51,6 +61,7 @@ def main():
         "beta_unknown_fixed": (fixed, DemonstrationSimulator(100,
                                                              rationality=LogNormalRationality())),
         "beta_unknown_latent": (latent, DemonstrationSimulator(100)),
+        "beta_unknown_latent_is": (latent, DemonstrationSimulator(100)),
         "causal_data": (fixed, DemonstrationSimulator(100, kind="causal")),
         "outside_span": (fixed, DemonstrationSimulator(100, reward_offset=offset)),
     }
@@ -59,8 +70,9 @@ def main():
     for name in args.cases:
         model, simulator = cases[name]
         start = time.perf_counter()
+        fit_fn = laplace_then_importance if name.endswith("_is") else None
         result = run_calibration(model, simulator, num_simulations=args.simulations,
-                                 method="laplace",
+                                 method="laplace", fit_fn=fit_fn,
                                  options={"optimizer": "lbfgs", "num_samples": 199},
                                  num_rank_draws=99, seed=0, progress_bar=False,
                                  directory=args.out / name)
