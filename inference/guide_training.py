@@ -130,6 +130,9 @@ class GuideTrainingLog:
             per :meth:`GuidePolicyTrainer.train` call.
         ess: ESS of the refreshed bank at the trained-on theta, per call.
         log_z: log Z_hat at the trained-on theta after each call.
+        mode_shift: expected posterior-mode shift sqrt(n / ESS) (posterior sd) of the
+            refreshed bank, per call; NaN when n is unknown (no ``data`` and no
+            ``num_observations`` on the normaliser).
     """
 
     elbo: list[float] = field(default_factory=list)
@@ -137,6 +140,7 @@ class GuideTrainingLog:
     khat: list[float] = field(default_factory=list)
     ess: list[float] = field(default_factory=list)
     log_z: list[float] = field(default_factory=list)
+    mode_shift: list[float] = field(default_factory=list)
 
 
 class GuidePolicyTrainer:
@@ -290,11 +294,15 @@ class GuidePolicyTrainer:
         self.normalizer.refresh(reward, theta.mean(0))
         with torch.no_grad():
             log_w = self.normalizer.log_weights(reward, theta)  # (M, K)
-        diags = [importance_diagnostics(row) for row in log_w]
+        count = getattr(self.normalizer, "num_observations", None)
+        if count is None and torch.is_tensor(self.data):
+            count = int(self.data.shape[0])
+        diags = [importance_diagnostics(row, num_observations=count) for row in log_w]
         worst = min(diags, key=lambda d: d.ess)
         self.log.khat.append(worst.khat)
         self.log.ess.append(worst.ess)
         self.log.log_z.append(worst.log_z)
+        self.log.mode_shift.append(worst.mode_shift)
 
     def draw_theta(self, guide: Callable) -> tuple[Any, torch.Tensor]:
         """Read ``(reward_model, theta)`` from a Pyro (auto)guide: ``theta (M, D)``.

@@ -20,6 +20,16 @@ converter rely on:
 * ``model.latent_dims`` maps each latent site to its dimension name and coordinates;
 * ``model.arviz_groups(data)`` returns observed_data / constant_data dictionaries.
 
+Rationality (Boltzmann confidence, Ramachandran & Amir 2007): with
+``rationality_prior`` the demonstrator's inverse temperature beta > 0 is a latent as well,
+
+    beta ~ rationality_prior                       (site "rationality", shape (1,))
+    x_i ~ MaxEntTrajectory(beta * R_theta)
+
+so data from a demonstrator more (beta > 1) or less (beta < 1) rational than the unit
+temperature of the plain model no longer force the reward's scale. theta and beta are then
+identified only jointly through the prior (beta * theta is what the data see).
+
 It also offers :meth:`DemonstrationModel.sufficient_statistics_potential`
 (:class:`bayes_irl.protocols.SufficientStatistics`) and :meth:`DemonstrationModel.simulate`
 (replicated demonstrations for predictive checks).
@@ -41,9 +51,35 @@ from bayes_irl.models.maxent import MaxEntTrajectory
 from bayes_irl.rewards import LinearReward, RewardModel
 from bayes_irl.soft_bellman import soft_values
 from bayes_irl.trajectories import feature_counts
-from bayes_irl.validation import positive_int
+from bayes_irl.validation import positive_int, validate_prior
 
-__all__ = ["DemonstrationModel"]
+__all__ = ["DemonstrationModel", "RationalityScaledReward"]
+
+
+class RationalityScaledReward:
+    """The reward ``beta * R_theta`` with beta appended to theta: ``(theta, beta)`` (D + 1,).
+
+    Used by :class:`DemonstrationModel` when the rationality beta is a latent: the
+    normaliser and the maxent distribution see one parameter vector of size D + 1.
+
+    Args:
+        reward: the reward model R_theta (tabular ones also scale ``step_rewards``).
+    """
+
+    def __init__(self, reward: RewardModel) -> None:
+        self.reward = reward
+        self.num_params = reward.num_params + 1
+        for name in ("state_dim", "action_dim", "features"):
+            if hasattr(reward, name):
+                setattr(self, name, getattr(reward, name))
+
+    def returns(self, theta: Tensor, states: Tensor, actions: Tensor) -> Tensor:
+        """``beta * R_theta(x)``; ``theta[..., :-1]`` is theta, ``theta[..., -1]`` is beta."""
+        return theta[..., -1] * self.reward.returns(theta[..., :-1], states, actions)
+
+    def step_rewards(self, theta: Tensor) -> Tensor:
+        """``beta * r_theta[s, a]``, shape ``theta.shape[:-1] + (S, A)``."""
+        return theta[..., -1, None, None] * self.reward.step_rewards(theta[..., :-1])
 
 
 def _check_reward_features(reward_model: RewardModel, mdp: Any) -> None:
@@ -87,6 +123,9 @@ class DemonstrationModel:
             modelling it.
         subsample_size: demonstrations per SVI step (minibatching; the log-likelihood is
             rescaled by n / subsample_size). ``None`` uses all of them.
+        rationality_prior: optional prior (positive support, event_shape ``()``) of the
+            demonstrator's rationality beta, a latent site ``"rationality"`` of shape (1,);
+            ``None`` fixes beta = 1.
 
     Attributes:
         space: the trajectory space (``normalizer.space``).
@@ -107,6 +146,7 @@ class DemonstrationModel:
     """
 
     observed_site = "demonstrations"
+    rationality_site = "rationality"
 
     def __init__(
         self,
@@ -115,6 +155,7 @@ class DemonstrationModel:
         *,
         given_initial_state: bool = False,
         subsample_size: int | None = None,
+        rationality_prior: Any = None,
     ) -> None:
         if not isinstance(reward_model, RewardModel):
             raise ValueError(
@@ -143,6 +184,16 @@ class DemonstrationModel:
                 raise ValueError(
                     f"subsample_size must be a positive int or None; got {subsample_size!r}"
                 ) from None
+        if rationality_prior is not None:
+            rationality_prior = validate_prior(rationality_prior, 1, "rationality_prior")
+            support = rationality_prior.support
+            negative = torch.tensor(-1e-3, dtype=torch.float64)
+            if bool(support.check(negative)) or not bool(support.check(negative.new_ones(()))):
+                raise ValueError(
+                    "rationality_prior must have positive support (e.g. LogNormal or Gamma); "
+                    f"got support {rationality_prior.support}"
+                )
+        self.rationality_prior = rationality_prior
         self.reward_model = reward_model
         self.normalizer = normalizer
         self.space = space
@@ -160,7 +211,24 @@ class DemonstrationModel:
     def latent_dims(self) -> dict[str, tuple[str, list[str]]]:
         """Latent site name -> (dimension name, coordinate labels)."""
         rm = self.reward_model
-        return {rm.site_name: (rm.dim_name, list(rm.param_names))}
+        dims = {rm.site_name: (rm.dim_name, list(rm.param_names))}
+        if self.rationality_prior is not None:
+            dims[self.rationality_site] = ("rationality_dim", ["beta"])
+        return dims
+
+    def sample_latents(self) -> dict[str, Tensor]:
+        """Sample every latent site from its prior (a Pyro program); site -> value.
+
+        theta has shape ``batch + (D,)``; with ``rationality_prior`` beta has ``batch + (1,)``
+        (sampled in its own plate of size 1, like theta, so vectorised traces stay aligned).
+        """
+        latents = {self.reward_model.site_name: self.reward_model()}
+        if self.rationality_prior is not None:
+            with pyro.plate("rationality_dim", 1, dim=-1):
+                latents[self.rationality_site] = pyro.sample(
+                    self.rationality_site, self.rationality_prior
+                )
+        return latents
 
     def prepare_data(self, data: Any) -> Tensor:
         """Validate demonstrations with the trajectory space (``space.prepare``).
@@ -177,11 +245,17 @@ class DemonstrationModel:
         """
         return self.space.prepare(data)
 
-    def trajectory_distribution(self, theta: Tensor) -> MaxEntTrajectory:
-        """The likelihood of one demonstration given ``theta (..., D)``."""
+    def trajectory_distribution(
+        self, theta: Tensor, rationality: Tensor | None = None
+    ) -> MaxEntTrajectory:
+        """The likelihood of one demonstration given ``theta (..., D)`` (and beta ``(..., 1)``)."""
+        reward: Any = self.reward_model
+        if rationality is not None:
+            reward = RationalityScaledReward(reward)
+            theta = torch.cat([theta, rationality.to(theta.dtype)], -1)
         return MaxEntTrajectory(
             theta,
-            self.reward_model,
+            reward,
             self.normalizer,
             given_initial_state=self.given_initial_state,
         )
@@ -204,8 +278,12 @@ class DemonstrationModel:
             The demonstrations (observed or sampled), shape ``(n_or_subsample,
             *event_shape)``.
         """
-        theta = self.reward_model()  # batch + (D,)
-        return self.observe(theta, data, subsample=subsample, num_demonstrations=num_demonstrations)
+        latents = self.sample_latents()  # theta: batch + (D,)
+        return self.observe(
+            latents[self.reward_model.site_name], data, subsample=subsample,
+            num_demonstrations=num_demonstrations,
+            rationality=latents.get(self.rationality_site),
+        )
 
     def observe(
         self,
@@ -214,6 +292,7 @@ class DemonstrationModel:
         *,
         subsample: bool = True,
         num_demonstrations: int | None = None,
+        rationality: Tensor | None = None,
     ) -> Tensor:
         """The likelihood part alone: the demos plate given reward parameters.
 
@@ -225,6 +304,7 @@ class DemonstrationModel:
             data: prepared demonstrations ``(n, *event_shape)``, or None to simulate.
             subsample: use ``subsample_size``.
             num_demonstrations: n when ``data`` is None.
+            rationality: beta, shape ``batch + (1,)``, or None (beta = 1).
 
         Returns:
             The demonstrations (observed or sampled), shape ``(n_or_subsample,
@@ -236,7 +316,8 @@ class DemonstrationModel:
             obs = None if data is None else data[index]
             # unsqueeze: theta's batch dims sit left of the demos plate (dim -1); the
             # normaliser then runs once per theta, not once per demonstration
-            trajectory = self.trajectory_distribution(theta.unsqueeze(-2))
+            beta = None if rationality is None else rationality.unsqueeze(-2)
+            trajectory = self.trajectory_distribution(theta.unsqueeze(-2), beta)
             return pyro.sample(self.observed_site, trajectory, obs=obs)
 
     def arviz_groups(self, data: Tensor) -> dict:
@@ -259,6 +340,7 @@ class DemonstrationModel:
         *,
         initial_states: Tensor | None = None,
         generator: torch.Generator | None = None,
+        rationality: Tensor | None = None,
     ) -> Tensor:
         """Draw replicated demonstrations given reward parameters (predictive checks).
 
@@ -271,6 +353,8 @@ class DemonstrationModel:
                 (``ExactNormalizer``).
             generator: torch random generator, passed to ``normalizer.sample`` when given
                 (``ExactNormalizer`` accepts one); default the global RNG.
+            rationality: beta, shape ``batch + (1,)`` (default 1): draws from
+                ``MaxEnt(beta * R_theta)``.
 
         Returns:
             Trajectories of shape ``batch + (n,) + event_shape`` (full length).
@@ -283,8 +367,11 @@ class DemonstrationModel:
             if not self.given_initial_state:
                 raise ValueError("initial_states needs a model with given_initial_state=True")
             options["initial_states"] = initial_states
-        theta = theta.detach()
-        draws = self.normalizer.sample(self.reward_model, theta, (n,), **options)
+        theta, reward = theta.detach(), self.reward_model
+        if rationality is not None:
+            reward = RationalityScaledReward(reward)
+            theta = torch.cat([theta, rationality.detach().to(theta.dtype)], -1)
+        draws = self.normalizer.sample(reward, theta, (n,), **options)
         return draws.movedim(0, theta.dim() - 1)  # batch + (n,) + event
 
     def replicate(
@@ -350,6 +437,8 @@ class DemonstrationModel:
         if not getattr(norm, "is_exact", False) or kind not in ("global", "causal"):
             return None
         if not torch.is_tensor(data) or data.dim() != 3:
+            return None
+        if self.rationality_prior is not None:  # beta * theta: no linear statistics
             return None
         if kind == "global" and (self.given_initial_state or self.space.is_truncated(data)):
             return None

@@ -13,7 +13,7 @@ import arviz as az
 import numpy as np
 import pytest
 
-from bayes_irl.app.cli import OUTPUT_FILES, main
+from bayes_irl.app.cli import OUTPUT_FILES, REWARD_MAP_FILE, main
 from bayes_irl.app.fit_checks import COMPLETE_MARKER
 
 SMALL = ["--grid-size", "3", "--horizon", "4", "--num-demos", "30", "--no-progress"]
@@ -73,7 +73,8 @@ def test_verdict_strict_marker_and_importance(tmp_path, capsys):
     assert "convergence: NOT CONVERGED (svi)" in printed
     assert "svi draws are independent" in printed
     marker = json.loads((out / COMPLETE_MARKER).read_text())
-    assert marker["files"] == list(OUTPUT_FILES) and "NOT CONVERGED" in marker["convergence"]
+    assert marker["files"] == [*OUTPUT_FILES, REWARD_MAP_FILE]  # the gridworld has a layout
+    assert "NOT CONVERGED" in marker["convergence"]
     assert not (out / "svi_checkpoint.pt").exists()  # superseded by the outputs
     assert main([*args, "--out", str(tmp_path / "strict"), "--strict"]) == 3
     assert "--strict" in capsys.readouterr().err

@@ -15,6 +15,7 @@ NOTEBOOKS = [
     "03_preferences_rlhf.ipynb",
     "04_swap_inference.ipynb",
     "05_your_own_problem.ipynb",
+    "06_calibration.ipynb",
     "07_acting_under_uncertainty.ipynb",
     "08_human_preferences.ipynb",
 ]

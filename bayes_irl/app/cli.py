@@ -23,7 +23,7 @@ import time
 import warnings
 from pathlib import Path
 
-from bayes_irl.app import ask_command, fit_preferences, policy_command
+from bayes_irl.app import ask_command, calibrate_command, fit_preferences, policy_command
 
 OUTPUT_FILES = ("posterior.nc", "summary.csv", "reward_posterior.png", "trace.png")
 REWARD_MAP_FILE = "reward_map.png"  # written too when the MDP has a 2-D layout
@@ -117,6 +117,8 @@ def _parser() -> argparse.ArgumentParser:
         default=1,
         help="torch threads (default 1: faster for these small kernels)",
     )
+
+    calibrate_command.add_parser(sub)
 
     sim = sub.add_parser("simulate", help="write a gridworld MDP and demonstrations as .npz")
     world_args(sim)
@@ -352,6 +354,8 @@ def main(argv: list[str] | None = None) -> int:
             return policy_command.run(args)
         if args.command == "ask":
             return ask_command.run(args)
+        if args.command == "calibrate":
+            return calibrate_command.run(args)
         return _fit(args)
     except FitInterrupted as err:
         print(f"interrupted: {err}", file=sys.stderr)

@@ -70,6 +70,7 @@ from torch import nn
 
 from bayes_irl.inference.diagnostics import (
     KHAT_THRESHOLD,
+    MODE_SHIFT_THRESHOLD,
     ImportanceDiagnostics,
     ImportanceWarning,
     importance_diagnostics,
@@ -535,16 +536,28 @@ class TrajectoryBankNormalizer:
 
     Args:
         space: the trajectory space (:class:`bayes_irl.protocols.TrajectorySpace`).
-        khat_policy: ``"warn"``, ``"raise"`` or ``"ignore"`` on PSIS k-hat > 0.7.
+        khat_policy: ``"warn"``, ``"raise"`` or ``"ignore"`` on PSIS k-hat > 0.7 (and, for a
+            bank reused across theta with ``num_observations`` known, on an expected mode
+            shift sqrt(n / ESS) above 0.2 posterior sd).
         kind: ``"global"`` (the only model with a single Z).
+        num_observations: n, the observations whose likelihood uses this normaliser: the
+            diagnostics then report the expected mode shift sqrt(n / ESS).
 
     Raises:
         ValueError: for an unknown ``kind`` or ``khat_policy``.
     """
 
     is_exact = False
+    fresh_bank = False
 
-    def __init__(self, space: Any, *, khat_policy: KhatPolicy, kind: str = "global") -> None:
+    def __init__(
+        self,
+        space: Any,
+        *,
+        khat_policy: KhatPolicy,
+        kind: str = "global",
+        num_observations: int | None = None,
+    ) -> None:
         if kind != "global":
             raise ValueError(
                 f"kind must be 'global' for an importance normaliser (the causal model has "
@@ -560,6 +573,10 @@ class TrajectoryBankNormalizer:
         self._offsets: torch.Tensor | None = None
         self._warned = False
         self.num_refreshes = 0
+        self.num_observations = (
+            None if num_observations is None else positive_int(num_observations,
+                                                               "num_observations")
+        )
 
     @property
     def space(self) -> Any:
@@ -629,16 +646,29 @@ class TrajectoryBankNormalizer:
             self._diagnostics = None
         return log_mean_exp(log_w, dim=-1)
 
+    def _compute_diagnostics(self, log_w: torch.Tensor) -> ImportanceDiagnostics:
+        """Diagnostics of the bank's log-weights at one theta (SMC adds its sweep's)."""
+        return importance_diagnostics(log_w, num_observations=self.num_observations)
+
+    def _too_few_effective(self, diag: ImportanceDiagnostics) -> bool:
+        """An extra reliability criterion of a subclass (SMC: its sweep's ESS)."""
+        return False
+
     def _diagnose(self, log_w: torch.Tensor) -> None:
-        self._diagnostics = importance_diagnostics(log_w)
-        khat = self._diagnostics.khat
-        if self.khat_policy == "ignore" or not khat > KHAT_THRESHOLD:
+        self._diagnostics = diag = self._compute_diagnostics(log_w)
+        khat, shift = diag.khat, diag.mode_shift
+        shifted = not self.fresh_bank and shift > MODE_SHIFT_THRESHOLD
+        if self.khat_policy == "ignore" or not (
+            khat > KHAT_THRESHOLD or shifted or self._too_few_effective(diag)
+        ):
             return
         message = (
-            f"{type(self).__name__}: PSIS k-hat = {khat:.2f} > {KHAT_THRESHOLD} (ESS "
-            f"{self._diagnostics.ess:.1f} of K = {self._diagnostics.num_samples}); log Z_hat "
-            "is unreliable. Train the guide policy (bayes_irl.inference.GuidePolicyTrainer), "
-            "increase num_samples or use a twisted proposal / SMC."
+            f"{type(self).__name__}: PSIS k-hat = {khat:.2f} (threshold {KHAT_THRESHOLD}), "
+            f"ESS {diag.ess:.1f} of K = {diag.num_samples}, expected mode shift "
+            f"sqrt(n / ESS) = {shift:.2f} posterior sd (threshold {MODE_SHIFT_THRESHOLD}); "
+            "log Z_hat is unreliable. Train the guide policy "
+            "(bayes_irl.inference.GuidePolicyTrainer), increase num_samples, draw a fresh "
+            "bank per step (fresh_bank=True) or use a twisted proposal / SMC."
         )
         if self.khat_policy == "raise":
             raise ImportanceSamplingError(message)
@@ -707,6 +737,12 @@ class ImportanceNormalizer(TrajectoryBankNormalizer):
             per bank), ``"raise"`` (:class:`ImportanceSamplingError`) or ``"ignore"``.
         seed: seeds the normaliser's private generator (default 0) unless ``generator``.
         generator: a torch.Generator to draw the bank with.
+        fresh_bank: draw a new bank at every :meth:`log_normalizer` call (every SVI step):
+            the bank's error in E_wbar[phi] then averages out over steps instead of moving
+            the posterior mode by ~sqrt(n / ESS) sd (see
+            :mod:`bayes_irl.inference.diagnostics`); pair it with iterate averaging
+            (:class:`bayes_irl.inference.averaging.IterateAveraging`).
+        num_observations: n, for the expected mode shift in the diagnostics.
 
     Raises:
         ValueError: for a bad ``num_samples``, ``kind``, ``khat_policy`` or proposal.
@@ -731,13 +767,18 @@ class ImportanceNormalizer(TrajectoryBankNormalizer):
         khat_policy: KhatPolicy = "warn",
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        fresh_bank: bool = False,
+        num_observations: int | None = None,
     ) -> None:
         if not isinstance(proposal, GuidePolicy) or not hasattr(proposal, "space"):
             raise ValueError(
                 "proposal must be a GuidePolicy with a .space (PolicyProposal, "
                 f"TwistedProposal or SimulatorProposal); got {type(proposal).__name__}"
             )
-        super().__init__(proposal.space, kind=kind, khat_policy=khat_policy)
+        super().__init__(
+            proposal.space, kind=kind, khat_policy=khat_policy, num_observations=num_observations
+        )
+        self.fresh_bank = bool(fresh_bank)
         self.num_samples_requested = positive_int(num_samples, "num_samples", minimum=2)
         self.proposal = proposal
         device = getattr(proposal.space, "device", "cpu")
@@ -755,8 +796,14 @@ class ImportanceNormalizer(TrajectoryBankNormalizer):
         self._set_bank(value, log_ratio)
         return self
 
+    def log_normalizer(self, reward: Any, theta: torch.Tensor) -> torch.Tensor:
+        """Return log Z_hat, shape ``theta.shape[:-1]``; a fresh bank first if ``fresh_bank``."""
+        if self.fresh_bank:
+            self.refresh()
+        return super().log_normalizer(reward, theta)
+
     def __repr__(self) -> str:
         return (
-            f"ImportanceNormalizer(K={self.num_samples_requested}, "
+            f"ImportanceNormalizer(K={self.num_samples_requested}, fresh_bank={self.fresh_bank}, "
             f"proposal={type(self.proposal).__name__}, space={self.space!r})"
         )

@@ -27,10 +27,22 @@ which is again unbiased (E[Z_hat_ref sum_k Wbar_k f(x_k)] = gamma_T(f)) and diff
 with fixed particles. The normaliser resamples once more at T (multinomial, unbiased), so
 its bank holds K equally weighted paths and the bank machinery of
 :class:`TrajectoryBankNormalizer` applies with offsets c_k = log Z_hat_ref - R_ref(x_k).
-Its ``diagnostics`` (ESS, k-hat) therefore describe only the reweighting from r_ref to
-theta, not the variance of the sweep itself: read ``ess_history`` and
-``num_unique_paths`` for that (or repeat sweeps with different seeds). The reference reward is
-updated by ``refresh(reward, theta)`` (e.g. by
+
+Diagnostics of a resampled bank. The k-hat and ESS of the bank's reweighting alone see
+K equally weighted (duplicated) paths and say nothing about the sweep. So the sweep is
+diagnosed from its own weights (:attr:`SMCNormalizer.sweep_diagnostics`): the
+Lee-Whiteley relative variance V of Z_hat from the genealogy (time-0 ancestors), its
+equivalent ESS 1 / (V + 1/K) and standard error sqrt(V) of log Z_hat, PSIS k-hat of the
+weights at every resampling decision and at T (the worst; informative only: duplicated
+particles put ties into the tail, where the Pareto fit can read inf even for a good
+sweep, and small spaces repeat paths naturally), and the conditional ESS of every step
+from the incremental weights (``conditional_ess_history``). At a theta the reported
+``diagnostics`` combine the sweep with the reweighting: relative variances add,
+V(theta) = V_sweep + (1 / ESS_reweight - 1 / K), the ESS is 1 / (V(theta) + 1/K) and k-hat
+is the reweighting's; ``khat_policy`` acts on k-hat > 0.7 or an ESS below
+min(:data:`MIN_SWEEP_ESS`, K / 10): a sweep can be off by a nat while every k-hat reads
+below 0.7.
+The reference reward is updated by ``refresh(reward, theta)`` (e.g. by
 :class:`bayes_irl.inference.guide_training.GuidePolicyTrainer`, which refreshes after
 training).
 """
@@ -42,7 +54,13 @@ from typing import Any
 
 import torch
 
-from bayes_irl.inference.diagnostics import effective_sample_size
+from bayes_irl.inference.diagnostics import (
+    ImportanceDiagnostics,
+    conditional_ess,
+    effective_sample_size,
+    importance_diagnostics,
+    smc_relative_variance,
+)
 from bayes_irl.inference.normalizers.importance import (
     KhatPolicy,
     Proposal,
@@ -55,7 +73,11 @@ from bayes_irl.inference.normalizers.importance import (
 from bayes_irl.trajectories import trajectory_returns
 from bayes_irl.validation import positive_int
 
-__all__ = ["SMCNormalizer", "smc_log_normalizer"]
+__all__ = ["MIN_SWEEP_ESS", "SMCNormalizer", "smc_log_normalizer"]
+
+MIN_SWEEP_ESS = 100.0
+"""Below this equivalent ESS of the sweep (1 / (V + 1/K); K / 10 for K < 1000)
+``khat_policy`` acts as on k-hat."""
 
 
 def smc_log_normalizer(
@@ -66,6 +88,7 @@ def smc_log_normalizer(
     twist: torch.Tensor | None = None,
     ess_threshold: float = 0.5,
     generator: torch.Generator | None = None,
+    history: dict | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, list[float]]:
     """Run one SMC sweep at ``step_rewards`` (S, A).
 
@@ -77,6 +100,11 @@ def smc_log_normalizer(
         ess_threshold: resample when ESS < ess_threshold * K; in [0, 1] (0: never, which is
             plain importance sampling; 1: every step).
         generator: torch generator.
+        history: optional dict, filled with ``"eves"`` (int (K,), the time-0 ancestor of
+            each final particle), ``"conditional_ess"`` (T floats, one per step),
+            ``"khat"`` (PSIS k-hat of the weights at each resampling and at T; duplicated
+            particles put ties in the tail, where it can read inf) and
+            ``"num_resamples"``.
 
     Returns:
         ``(log_z, trajectories, log_weights, ess_history)``: the scalar log Z_hat, the
@@ -101,6 +129,10 @@ def smc_log_normalizer(
         psi[:horizon] = twist.detach()[:horizon]
     log_k = math.log(k)
     ess_history: list[float] = []
+    cess: list[float] = []
+    khats: list[float] = []
+    eves = torch.arange(k, device=mdp.device)
+    num_resamples = 0
     with torch.no_grad():
         state, log_w = proposal.initial(k, generator=generator)
         log_w = log_w + psi[0][state]
@@ -113,19 +145,28 @@ def smc_log_normalizer(
                 w = torch.softmax(log_w, -1)
                 ess_history.append(float(effective_sample_size(log_w)))
                 if ess_history[-1] < ess_threshold * k:
+                    if history is not None:
+                        khats.append(importance_diagnostics(log_w).khat)
                     log_z = log_z + torch.logsumexp(log_w, -1) - log_k
                     index = torch.multinomial(w, k, replacement=True, generator=generator)
                     states, actions, state = states[index], actions[index], state[index]
+                    eves = eves[index]
                     log_w = torch.zeros_like(log_w)
+                    num_resamples += 1
             action, next_state, lw = proposal.step(t, state, generator=generator)
-            log_w = (
-                log_w + step_rewards[state, action] + lw + psi[t + 1][next_state] - psi[t][state]
-            )
+            increment = step_rewards[state, action] + lw + psi[t + 1][next_state] - psi[t][state]
+            if history is not None:
+                cess.append(conditional_ess(log_w, increment))
+            log_w = log_w + increment
             actions[:, t] = action
             states[:, t + 1] = next_state
             state = next_state
         log_z = log_z + torch.logsumexp(log_w, -1) - log_k
         ess_history.append(float(effective_sample_size(log_w)))
+    if history is not None:
+        khats.append(importance_diagnostics(log_w).khat)
+        history.update(eves=eves, conditional_ess=cess, khat=khats,
+                       num_resamples=num_resamples)
     trajectories = torch.stack([states, actions], dim=-1)
     return log_z, trajectories, log_w, ess_history
 
@@ -151,6 +192,11 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         reference_log_z: log Z_hat_SMC of the last sweep (float).
         num_resamples: intermediate resampling steps in the last sweep.
         ess_history: ESS before each resampling decision and at the end (T floats).
+        conditional_ess_history: conditional ESS of every step (T floats).
+        sweep_diagnostics: :class:`~bayes_irl.inference.ImportanceDiagnostics` of the
+            sweep at the reference reward: ESS 1 / (V + 1/K) from the Lee-Whiteley
+            variance V, the worst PSIS k-hat, log Z_hat and its standard error sqrt(V).
+        num_eves: distinct time-0 ancestors of the final particles.
         num_unique_paths: distinct full paths in the bank (path degeneracy).
 
     Raises:
@@ -179,13 +225,16 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         khat_policy: KhatPolicy = "warn",
         seed: int | None = None,
         generator: torch.Generator | None = None,
+        num_observations: int | None = None,
     ) -> None:
         if not isinstance(proposal, Proposal):
             raise ValueError(
                 "proposal must be a tabular Proposal (PolicyProposal or TwistedProposal); got "
                 f"{type(proposal).__name__}"
             )
-        super().__init__(proposal.mdp, kind=kind, khat_policy=khat_policy)
+        super().__init__(
+            proposal.mdp, kind=kind, khat_policy=khat_policy, num_observations=num_observations
+        )
         self.num_particles = positive_int(num_particles, "num_particles", minimum=2)
         if not 0 <= float(ess_threshold) <= 1:
             raise ValueError(f"ess_threshold must lie in [0, 1]; got {ess_threshold!r}")
@@ -238,10 +287,24 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         else:
             step_rewards = reference[0].step_rewards(reference[1]).detach()
         step_rewards = check_step_rewards(mdp, step_rewards)
+        history: dict = {}
         log_z, trajectories, log_w, ess_history = smc_log_normalizer(
             self.proposal, step_rewards, self.num_particles, twist=self._twist_tensor(),
-            ess_threshold=self.ess_threshold, generator=self.generator,
+            ess_threshold=self.ess_threshold, generator=self.generator, history=history,
         )
+        k = self.num_particles
+        variance = smc_relative_variance(log_w, history["eves"], history["num_resamples"])
+        khats = [x for x in history["khat"] if not math.isnan(x)]
+        self.sweep_diagnostics = ImportanceDiagnostics(
+            num_samples=k,
+            ess=1.0 / (max(variance, 0.0) + 1.0 / k),
+            khat=max(khats) if khats else math.nan,
+            log_z=float(log_z),
+            log_z_std_error=math.sqrt(max(variance, 0.0)),
+            num_observations=self.num_observations,
+        )
+        self.conditional_ess_history = history["conditional_ess"]
+        self.num_eves = int(torch.unique(history["eves"]).numel())
         # Final multinomial resampling: the bank is K equally weighted particles of P_ref.
         index = torch.multinomial(
             torch.softmax(log_w, -1), self.num_particles, replacement=True,
@@ -259,6 +322,25 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         )
         self.num_unique_paths = int(torch.unique(trajectories, dim=0).shape[0])
         return self
+
+    def _too_few_effective(self, diag: ImportanceDiagnostics) -> bool:
+        """ESS below min(100, K / 10) (Vehtari et al.'s minimum, relaxed for small K)."""
+        return diag.ess < min(MIN_SWEEP_ESS, 0.1 * self.num_particles)
+
+    def _compute_diagnostics(self, log_w: torch.Tensor) -> ImportanceDiagnostics:
+        """The sweep's diagnostics combined with the reweighting to theta (module docstring)."""
+        reweight = importance_diagnostics(log_w)
+        sweep = self.sweep_diagnostics
+        k = self.num_particles
+        variance = sweep.log_z_std_error**2 + max(1.0 / reweight.ess - 1.0 / k, 0.0)
+        return ImportanceDiagnostics(
+            num_samples=k,
+            ess=1.0 / (variance + 1.0 / k),
+            khat=reweight.khat,
+            log_z=reweight.log_z,
+            log_z_std_error=math.sqrt(variance),
+            num_observations=self.num_observations,
+        )
 
     def __repr__(self) -> str:
         return (
