@@ -87,3 +87,19 @@ def maxent(mdp, step_rewards, normalizer, **options):
     from bayes_irl.models import MaxEntTrajectory
 
     return MaxEntTrajectory(as_theta(step_rewards), table_reward(mdp), normalizer, **options)
+
+
+def item_pool(mdp, reward_model, *, num_rewards: int, per_reward: int = 3, seed: int = 5):
+    """Diverse item trajectories for preference tests: maxent samples under random rewards.
+
+    Returns:
+        Prepared trajectories, shape (num_rewards * per_reward, T + 1, 2).
+    """
+    from bayes_irl.soft_bellman import sample_maxent_trajectories
+
+    gen = torch.Generator().manual_seed(seed)
+    return torch.cat([
+        sample_maxent_trajectories(mdp, reward_model.step_rewards(
+            torch.randn(reward_model.num_params, generator=gen, dtype=torch.float64)),
+            per_reward, generator=gen)
+        for _ in range(num_rewards)])

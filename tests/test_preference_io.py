@@ -20,8 +20,8 @@ from bayes_irl.models import (
     simulate_comparisons,
     simulate_rankings,
 )
-from bayes_irl.soft_bellman import sample_maxent_trajectories
 from bayes_irl.trajectories import TrajectoryBatch
+from tests.helpers import item_pool
 
 
 @pytest.fixture(scope="module")
@@ -31,11 +31,7 @@ def world():
 
 @pytest.fixture(scope="module")
 def pool(world):
-    gen = torch.Generator().manual_seed(5)
-    return torch.cat([
-        sample_maxent_trajectories(world.mdp, world.reward_model.step_rewards(
-            torch.randn(4, generator=gen, dtype=torch.float64)), 3, generator=gen)
-        for _ in range(8)])
+    return item_pool(world.mdp, world.reward_model, num_rewards=8)
 
 
 def _ragged(pool):

@@ -20,7 +20,7 @@ from bayes_irl.models import (
     simulate_comparisons,
 )
 from bayes_irl.models.preferences import DEFAULT_TIE_STRENGTH
-from bayes_irl.soft_bellman import sample_maxent_trajectories
+from tests.helpers import item_pool
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +30,7 @@ def world():
 
 @pytest.fixture(scope="module")
 def pool(world):
-    gen = torch.Generator().manual_seed(5)
-    return torch.cat([
-        sample_maxent_trajectories(world.mdp, world.reward_model.step_rewards(
-            torch.randn(4, generator=gen, dtype=torch.float64)), 3, generator=gen)
-        for _ in range(8)])
+    return item_pool(world.mdp, world.reward_model, num_rewards=8)
 
 
 # ---------------------------------------------------------------- ties

@@ -24,7 +24,7 @@ from bayes_irl.models import (
     simulate_comparisons,
     simulate_rankings,
 )
-from bayes_irl.soft_bellman import sample_maxent_trajectories
+from tests.helpers import item_pool
 
 ATOL = 1e-12  # identities between exact float64 computations
 
@@ -154,13 +154,7 @@ def world():
 @pytest.fixture(scope="module")
 def pool(world):
     """60 diverse item trajectories: maxent samples under 20 random rewards."""
-    gen = torch.Generator().manual_seed(5)
-    items = []
-    for _ in range(20):
-        theta = torch.randn(4, generator=gen, dtype=torch.float64)
-        r = world.reward_model.step_rewards(theta)
-        items.append(sample_maxent_trajectories(world.mdp, r, 3, generator=gen))
-    return torch.cat(items)
+    return item_pool(world.mdp, world.reward_model, num_rewards=20)
 
 
 def test_returns_match_feature_counts(world, pool):
