@@ -85,7 +85,7 @@ def test_nuts_default_reaches_the_ess_target(problem):
     idata = post.to_inference_data()
     ess = az.ess(idata, var_names=["weights"], method="bulk")["weights"].values
     rhat = az.rhat(idata, var_names=["weights"])["weights"].values  # unrounded
-    assert post.attrs["init"] == "laplace" and post.attrs["warmup_steps"] == 100
+    assert post.attrs["init"] == "laplace" and post.attrs["warmup_steps"] == 200
     assert (ess >= 400).all(), ess
     assert (rhat < 1.01).all(), rhat
     assert post.extra["num_divergences"] <= 0.005 * post.num_chains * post.num_draws
