@@ -74,7 +74,7 @@ def _parser() -> argparse.ArgumentParser:
         "cauchy have heavier tails and shrink large weights less)",
     )
     fit.add_argument(
-        "--num-steps", type=int, default=5000, help="SVI step cap (stops when converged)"
+        "--num-steps", type=int, default=5000, help="SVI steps (default 5000, from the Laplace fit)"
     )
     fit.add_argument(
         "--num-samples",
