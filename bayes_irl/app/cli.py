@@ -206,6 +206,7 @@ def _fit(args) -> int:
         feature_names=mdp.feature_names,
         prior=_prior(args.prior_family, args.prior_scale, mdp.dtype),
     )
+    normalizer = ExactNormalizer(mdp, kind=args.kind)
     scale = None
     if args.standardize:
         import pyro.distributions as dist
@@ -214,9 +215,8 @@ def _fit(args) -> int:
         user_model = DemonstrationModel(  # N(0, 1) on the standardised scale, mapped back
             LinearReward(mdp.features, prior=dist.Normal(torch.zeros_like(scale), 1 / scale),
                          feature_names=mdp.feature_names),
-            ExactNormalizer(mdp, kind=args.kind))
+            normalizer)
         reward = LinearReward(features, feature_names=mdp.feature_names)
-    normalizer = ExactNormalizer(mdp, kind=args.kind)
     model = None if demos is None else DemonstrationModel(reward, normalizer)
     data, what = demos, f"{0 if demos is None else len(demos)} demonstrations"
     if args.preferences is not None:

@@ -399,13 +399,8 @@ def _laplace_initialised_guide(model, guide, laplace: LaplaceFit, data) -> Calla
         setattr(made.scales, laplace.site,
                 PyroParam(precision.rsqrt(), made.scale_constraint, event_dim=0))
         return made
-    # normalising flows (AutoIAFNormal, ...) ignore init_loc_fn and warn when given one
-    flows = (autoguide.AutoNormalizingFlow,)
-    if isinstance(cls, type) and issubclass(cls, autoguide.AutoGuide) and not issubclass(
-        cls, flows
-    ):
-        if "init_loc_fn" in inspect.signature(cls.__init__).parameters:
-            return cls(model, init_loc_fn=autoguide.init_to_value(values=values))
+    if _starts_at_laplace(guide):  # other autoguides taking init_loc_fn (flows do not)
+        return cls(model, init_loc_fn=autoguide.init_to_value(values=values))
     return make_guide(model, guide)
 
 
