@@ -42,6 +42,8 @@ import arviz as az
 import numpy as np
 import torch
 
+from bayes_irl.inference.diagnostics import effective_sample_size, pareto_smooth
+
 __all__ = [
     "ConvergenceCheck",
     "ConvergenceError",
@@ -264,16 +266,10 @@ def _svi_loss_check(losses: np.ndarray) -> ConvergenceCheck | None:
 def _psis_ess(log_weights: torch.Tensor) -> tuple[float, float]:
     """PSIS k-hat and the ESS of the Pareto-smoothed weights (ArviZ ``psislw``)."""
     lw = log_weights.detach().to(torch.float64).cpu().numpy().reshape(-1)
-    finite = np.isfinite(lw)
-    if not finite.any():
+    if not np.isfinite(lw).any():
         return math.inf, 0.0
-    lw = np.where(finite, lw, lw[finite].min() - 50.0)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # ArviZ warns on high k-hat; we report it
-        smoothed, khat = az.psislw(lw.copy())
-    w = np.exp(smoothed - smoothed.max())
-    w /= w.sum()
-    return float(np.asarray(khat)), float(1.0 / np.sum(w**2))
+    smoothed, khat = pareto_smooth(lw)
+    return khat, float(effective_sample_size(torch.from_numpy(smoothed)))
 
 
 def _importance_checks(log_weights: torch.Tensor) -> list[ConvergenceCheck]:

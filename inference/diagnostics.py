@@ -132,6 +132,25 @@ def effective_sample_size(log_weights: torch.Tensor, dim: int = -1) -> torch.Ten
         return 1.0 / (w**2).sum(dim)
 
 
+def pareto_smooth(log_weights: np.ndarray) -> tuple[np.ndarray, float]:
+    """Pareto-smooth one vector of log-weights (ArviZ ``psislw``).
+
+    Args:
+        log_weights: shape (K,), finite or -inf (zero weight), at least one finite.
+
+    Returns:
+        The smoothed log-weights (K,) and the PSIS k-hat. Zero weights enter the tail fit
+        50 nats below the smallest finite log-weight (ArviZ needs finite values).
+    """
+    finite = np.isfinite(log_weights)
+    lw = np.where(finite, log_weights, log_weights[finite].min() - 50.0)
+    with warnings.catch_warnings():
+        # ArviZ warns when k-hat is high; the caller decides what to do with it.
+        warnings.simplefilter("ignore")
+        smoothed, khat = az.psislw(lw.copy())
+    return smoothed, float(np.asarray(khat))
+
+
 def importance_diagnostics(
     log_weights: torch.Tensor, *, num_observations: int | None = None
 ) -> ImportanceDiagnostics:
@@ -164,13 +183,7 @@ def importance_diagnostics(
         # returns inf here, which would flag the best possible estimate as unreliable.
         khat = -math.inf
     elif k >= 10:
-        finite = lw.numpy()
-        finite = np.where(np.isfinite(finite), finite, finite[np.isfinite(finite)].min() - 50.0)
-        with warnings.catch_warnings():
-            # ArviZ warns when k-hat is high; the caller decides what to do with it.
-            warnings.simplefilter("ignore")
-            _, khat_arr = az.psislw(finite.copy())
-        khat = float(np.asarray(khat_arr))
+        _, khat = pareto_smooth(lw.numpy())
     log_z = float(torch.logsumexp(lw, 0) - math.log(k))
     return ImportanceDiagnostics(
         num_samples=k, ess=ess, khat=khat, log_z=log_z, log_z_std_error=se,
