@@ -12,6 +12,8 @@ import json
 import sys
 from pathlib import Path
 
+from bayes_irl.app.output_files import write_atomic
+
 __all__ = ["add_parser", "run"]
 
 OUTPUT_FILES = ("calibration.nc", "pit_ecdf.png", "ranks.png", "coverage.csv")
@@ -107,16 +109,17 @@ def run(args) -> int:
         num_workers=args.workers, directory=out / "simulations",
         progress_bar=not args.no_progress,
     )
-    result.to_inference_data().to_netcdf(str(out / "calibration.nc"))
+    idata = result.to_inference_data()
+    write_atomic(out / "calibration.nc", lambda tmp: idata.to_netcdf(str(tmp)))
     for name, plot in (("pit_ecdf.png", plot_pit_ecdf), ("ranks.png", plot_rank_histograms)):
         axes = plot(result)
         fig = axes[0].figure
         fig.tight_layout()
-        fig.savefig(out / name, dpi=110)
+        write_atomic(out / name, lambda tmp, fig=fig: fig.savefig(tmp, dpi=110, format="png"))
         plt.close(fig)
     table = result.summary_table()
     table["seconds_per_simulation"] = float(result.seconds.mean())
-    table.to_csv(out / "coverage.csv")
+    write_atomic(out / "coverage.csv", lambda tmp: table.to_csv(tmp))
     print(table.to_string(float_format=lambda x: f"{x:.3f}"))
     flag = "MISCALIBRATED" if result.miscalibrated() else "no miscalibration detected"
     print(f"{args.method}: {result.num_simulations} simulations, {flag} "

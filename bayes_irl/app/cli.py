@@ -17,13 +17,13 @@ documented format, as a template for users' own data.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 import time
 import warnings
 from pathlib import Path
 
 from bayes_irl.app import ask_command, calibrate_command, fit_preferences, policy_command
+from bayes_irl.app.output_files import write_atomic
 
 OUTPUT_FILES = ("posterior.nc", "summary.csv", "reward_posterior.png", "trace.png")
 REWARD_MAP_FILE = "reward_map.png"  # written too when the MDP has a 2-D layout
@@ -268,14 +268,16 @@ def _fit(args) -> int:
     print(f"convergence: {verdict}")
 
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / "posterior.nc", lambda p: idata.to_netcdf(str(p)))
-    _atomic(out / "summary.csv", lambda p: summary.to_csv(p))
+    write_atomic(out / "posterior.nc", lambda p: idata.to_netcdf(str(p)))
+    write_atomic(out / "summary.csv", lambda p: summary.to_csv(p))
     ax = plot_reward_posterior(
         idata,
         var_name=site,
         true_values=None if true_weights is None else true_weights.cpu().numpy(),
     )
-    _atomic(out / "reward_posterior.png", lambda p: ax.figure.savefig(p, dpi=120, format="png"))
+    write_atomic(
+        out / "reward_posterior.png", lambda p: ax.figure.savefig(p, dpi=120, format="png")
+    )
     plt.close(ax.figure)
     with warnings.catch_warnings():
         # ArviZ 0.23 calls a matplotlib API deprecated in 3.11; harmless, and not ours.
@@ -283,12 +285,12 @@ def _fit(args) -> int:
         axes = az.plot_trace(idata, var_names=[site], compact=True)
     fig = axes.ravel()[0].figure
     fig.tight_layout()
-    _atomic(out / "trace.png", lambda p: fig.savefig(p, dpi=100, format="png"))
+    write_atomic(out / "trace.png", lambda p: fig.savefig(p, dpi=100, format="png"))
     plt.close(fig)
     written = OUTPUT_FILES
     if mdp.layout is not None:
         fig = plot_reward_maps(mdp, reward, posterior, demonstrations=demos, kind=args.kind)
-        _atomic(out / REWARD_MAP_FILE, lambda p: fig.savefig(p, dpi=120, format="png"))
+        write_atomic(out / REWARD_MAP_FILE, lambda p: fig.savefig(p, dpi=120, format="png"))
         plt.close(fig)
         written = (*OUTPUT_FILES, REWARD_MAP_FILE)
     mark_complete(out, written, verdict)
@@ -315,17 +317,6 @@ def _prior(family: str, scale: float, dtype):
     return {"normal": dist.Normal, "laplace": dist.Laplace, "cauchy": dist.Cauchy}[family](
         loc, scale_t
     )
-
-
-def _atomic(path: Path, write) -> None:
-    """Write through a temporary file, then rename: a crash never leaves half a file."""
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
 
 
 class _pandas_display:

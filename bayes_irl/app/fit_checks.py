@@ -10,9 +10,10 @@ last, so a folder without it holds an interrupted run (resume it with ``--resume
 from __future__ import annotations
 
 import json
-import os
 import tempfile
 from pathlib import Path
+
+from bayes_irl.app.output_files import write_atomic
 
 __all__ = [
     "CHECKPOINT_FILES",
@@ -101,6 +102,5 @@ def prepare_output(out: Path, names: tuple[str, ...], *, overwrite: bool, resume
 
 def mark_complete(out: Path, names: tuple[str, ...], verdict: str) -> None:
     """Write :data:`COMPLETE_MARKER` last (atomically), listing the outputs."""
-    tmp = out / f".{COMPLETE_MARKER}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps({"files": list(names), "convergence": verdict}, indent=1))
-    os.replace(tmp, out / COMPLETE_MARKER)
+    listing = json.dumps({"files": list(names), "convergence": verdict}, indent=1)
+    write_atomic(out / COMPLETE_MARKER, lambda tmp: tmp.write_text(listing))

@@ -16,6 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
+from bayes_irl.app.output_files import write_atomic
+
 OUTPUT_FILES = ("policy.npz", "return_distribution.png")
 
 
@@ -98,13 +100,22 @@ def run(args) -> int:
         "regret": regret.values.cpu().numpy(),
         "risk": np.asarray(args.risk),
     }
-    np.savez(out / "policy.npz", **arrays)
+    write_atomic(out / "policy.npz", lambda tmp: _savez(tmp, arrays))
     curves = {args.risk: returns.values.numpy()}
     if args.risk != "mean":
         baseline = mean_reward_policy(mdp, draws).policy
         curves["mean"] = return_distribution(mdp, baseline, draws).values.numpy()
     ax = plot_return_distributions(curves)
-    ax.figure.savefig(out / "return_distribution.png", dpi=120, format="png")
+    write_atomic(out / "return_distribution.png",
+                 lambda tmp: ax.figure.savefig(tmp, dpi=120, format="png"))
     plt.close(ax.figure)
     print(f"wrote {', '.join(str(out / n) for n in OUTPUT_FILES)}")
     return 0
+
+
+def _savez(path, arrays: dict) -> None:
+    """``np.savez`` to exactly ``path`` (given a name, numpy would append ``.npz``)."""
+    import numpy as np
+
+    with open(path, "wb") as file:
+        np.savez(file, **arrays)
