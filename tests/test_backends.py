@@ -28,6 +28,7 @@ from bayes_irl.inference import (
     run_importance,
 )
 from bayes_irl.models import DemonstrationModel
+from tests.helpers import exact_posterior_moments
 
 NUM_DEMOS = 100
 
@@ -96,26 +97,11 @@ def problem():
     return world, model, demos, data
 
 
-def _grid_moments(model, data, lo, hi, num):
-    axes = [torch.linspace(float(lo[k]), float(hi[k]), num, dtype=torch.float64) for k in range(2)]
-    grid = torch.cartesian_prod(*axes)
-    _, log_joint = pointwise_log_likelihood(model, data, {"weights": grid}, chunk_size=10_000)
-    w = torch.softmax(log_joint, 0)
-    mean = (w[:, None] * grid).sum(0)
-    sd = (w[:, None] * (grid - mean) ** 2).sum(0).sqrt()
-    return mean, sd
-
-
 @pytest.fixture(scope="module")
 def exact_posterior(problem):
     """Exact posterior mean and sd by quadrature: a coarse grid, then a fine one at +-8 sd."""
     _, model, _, data = problem
-    mean, sd = _grid_moments(model, data, [-3.0, -3.0], [3.0, 3.0], 121)
-    mean, sd = _grid_moments(model, data, mean - 8 * sd, mean + 8 * sd, 161)
-    # one more pass on the refined window: moments stable to < 1e-3 sd between passes
-    mean2, sd2 = _grid_moments(model, data, mean - 8 * sd, mean + 8 * sd, 161)
-    assert torch.allclose(mean, mean2, atol=1e-3 * sd.min().item())
-    return mean2, sd2
+    return exact_posterior_moments(model, data)
 
 
 _FITS = {}

@@ -29,6 +29,7 @@ from bayes_irl.inference.calibration import (
 )
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.models import DemonstrationModel, PreferenceModel
+from tests.helpers import grid_posterior
 
 NUM_DEMOS = 100
 
@@ -41,10 +42,8 @@ def tiny():
 
 
 def _grid(model, data, lo, hi, num):
-    axes = [torch.linspace(float(lo[k]), float(hi[k]), num, dtype=torch.float64) for k in range(2)]
-    grid = torch.cartesian_prod(*axes)
-    _, log_joint = pointwise_log_likelihood(model, data, {"weights": grid}, chunk_size=10_000)
-    return grid, torch.softmax(log_joint, 0), (hi - lo) / (num - 1)
+    grid, weights = grid_posterior(model, data, lo, hi, num)
+    return grid, weights, (hi - lo) / (num - 1)
 
 
 _QUADRATURE = {}

@@ -13,6 +13,7 @@ import torch
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer, fit
 from bayes_irl.models import DemonstrationModel
+from tests.helpers import exact_posterior_moments
 
 
 @pytest.fixture(scope="module", params=["global", "causal"])
@@ -21,22 +22,6 @@ def problem(request):
     model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp, kind=request.param))
     demos = world.sample_demonstrations(100, seed=0, kind=request.param)
     return model, demos, model.prepare_data(demos)
-
-
-def _exact_moments(model, demos):
-    """Posterior mean and sd of the two weights by quadrature on a 301 x 301 grid.
-
-    The grid spans [-3, 2]^2, beyond 10 posterior sd of these problems (sd ~ 0.06-0.09
-    around means ~ -0.8 and -0.2), so truncation and spacing errors are < 1e-3 sd.
-    """
-    potential = model.sufficient_statistics_potential(model.prepare_data(demos))
-    grid = torch.linspace(-3, 2, 301, dtype=torch.float64)
-    points = torch.stack(torch.meshgrid(grid, grid, indexing="ij"), -1).reshape(-1, 2)
-    with torch.no_grad():
-        u = torch.stack([potential({"weights": t}) for t in points])
-    w = torch.softmax(-u, 0)[:, None]
-    mean = (w * points).sum(0)
-    return mean, (w * (points - mean) ** 2).sum(0).sqrt()
 
 
 def _log_joint(model, data, theta):
@@ -133,7 +118,7 @@ def test_fast_defaults_agree_with_the_former_slow_defaults(problem):
     # itself ended 0.26 sd from the exact mean on the causal problem), below which 0.1 sd
     # cannot be checked. Tolerances as in test_backends for AutoMultivariateNormal: 0.3 sd
     # on the mean, sd ratio in [0.8, 1.2].
-    exact_mean, exact_sd = _exact_moments(model, demos)
+    exact_mean, exact_sd = exact_posterior_moments(model, model.prepare_data(demos))
     for post in (fit(model, demos, method="svi", init="prior", num_samples=10,
                      progress_bar=False),
                  fit(model, demos, method="svi", num_samples=10, progress_bar=False)):
