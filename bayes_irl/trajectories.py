@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch.distributions import constraints
 
+from bayes_irl.shapes import broadcast_shapes
 from bayes_irl.validation import as_int_tensor, positive_int
 
 __all__ = [
@@ -111,7 +112,7 @@ def trajectory_returns(
     observed = (actions >= 0).to(device)
     index = (states.clamp(min=0) * num_actions + actions.clamp(min=0)).to(device)
     traj_batch = index.shape[:-1]
-    shape = torch.broadcast_shapes(step_rewards.shape[:-2], traj_batch)
+    shape = broadcast_shapes(step_rewards.shape[:-2], traj_batch)
     flat = step_rewards.reshape(*step_rewards.shape[:-2], num_states * num_actions)
     per_step = _take(flat, index, shape)  # shape + (T,)
     return torch.where(observed, per_step, per_step.new_zeros(())).sum(-1)

@@ -295,6 +295,9 @@ def _normalizer_check(posterior) -> ConvergenceCheck | None:
     reward = getattr(model, "reward_model", None)
     if normalizer is None or reward is None or not hasattr(normalizer, "diagnostics"):
         return None
+    if getattr(normalizer, "is_exact", False):
+        # nothing estimated; and a causal exact normaliser has no single log Z to call
+        return None
     site = getattr(reward, "site_name", None)
     if site not in posterior.samples:
         return None

@@ -47,6 +47,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from bayes_irl.mdp import TabularMDP
+from bayes_irl.models.lean_potential import LeanPotential
 from bayes_irl.models.maxent import MaxEntTrajectory
 from bayes_irl.rewards import LinearReward, RewardModel
 from bayes_irl.soft_bellman import soft_values
@@ -459,14 +460,17 @@ class DemonstrationModel:
                 log_lik = theta @ stats + (values * value_weights).sum((-2, -1))
                 return -(prior.log_prob(theta).sum(-1) + log_lik)
 
-            return causal_potential
+            return LeanPotential(mdp=mdp, features=reward.features, prior=prior, stats=stats,
+                                 kind="causal", reference=causal_potential, site=site,
+                                 value_weights=value_weights)
 
         def potential_fn(params: dict[str, Tensor]) -> Tensor:
             theta = params[site].to(stats.dtype)
             log_z = norm.log_normalizer(reward, theta)
             return -(prior.log_prob(theta).sum(-1) + theta @ stats - count * log_z)
 
-        return potential_fn
+        return LeanPotential(mdp=mdp, features=reward.features, prior=prior, stats=stats,
+                             kind="global", reference=potential_fn, site=site, count=count)
 
 
 def _causal_value_weights(mdp: TabularMDP, data: Tensor, dtype: torch.dtype) -> Tensor:

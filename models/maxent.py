@@ -31,6 +31,7 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from bayes_irl.protocols import ExactLikelihood
+from bayes_irl.shapes import broadcast_shapes
 from bayes_irl.trajectories import TrajectoryConstraint
 
 __all__ = ["MaxEntTrajectory", "TrajectoryConstraint"]
@@ -126,7 +127,7 @@ class MaxEntTrajectory(TorchDistribution):
             self._validate_sample(value)
         theta = self._unexpanded_theta
         event_dim = len(self.event_shape)
-        shape = torch.broadcast_shapes(value.shape[: value.dim() - event_dim], self.batch_shape)
+        shape = broadcast_shapes(value.shape[: value.dim() - event_dim], self.batch_shape)
         if self._exact:
             out = self.normalizer.log_likelihood(
                 self.reward, theta, value, given_initial_state=self.given_initial_state

@@ -35,6 +35,7 @@ import pyro
 import torch
 from pyro.infer import HMC, NUTS
 
+from bayes_irl.inference.backends.lean_nuts import LeanNUTS
 from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
 
 __all__ = ["ChainRun", "run_chains"]
@@ -67,6 +68,82 @@ class ChainRun:
     min_ess_bulk: float
     parallel: bool
     wall_time: float
+
+
+def _lean_gradient(job: dict):
+    """``theta -> (U, dU/dtheta)`` in NumPy where the lean NumPy sampler applies, else None.
+
+    It applies to NUTS with a fixed mass matrix on a potential that has a NumPy
+    ``value_and_grad`` (the model's lean evaluator), unless ``job["sampler"] == "pyro"``.
+    Inputs the evaluator declines are scored by the torch potential itself.
+    """
+    lean = getattr(job["potential"], "value_and_grad", None)
+    if (lean is None or job["kernel"] != "nuts" or job["adapt_mass_matrix"]
+            or job.get("sampler", "auto") == "pyro" or job["loc"].dtype != torch.float64):
+        return None
+    potential, site = job["potential"], job["site"]
+
+    def value_and_grad(theta: np.ndarray):
+        out = lean(theta)
+        if out is None:
+            with torch.enable_grad():
+                point = torch.from_numpy(np.array(theta)).requires_grad_(True)
+                value = potential({site: point})
+                (grad,) = torch.autograd.grad(value, point)
+            out = float(value), grad.numpy()
+        return out
+
+    return value_and_grad
+
+
+class _LeanChain:
+    """One chain of the NumPy NUTS (:class:`LeanNUTS`), warmed up, drawing on request."""
+
+    def __init__(self, job: dict, chain: int, value_and_grad) -> None:
+        torch.set_num_threads(1)
+        rng = np.random.default_rng(job["seed"] + chain)
+        loc = job["loc"].numpy()
+        cov = job["cov"].numpy()
+        start = loc + np.linalg.cholesky(cov) @ rng.standard_normal(loc.shape[0])
+        self.sampler = LeanNUTS(
+            value_and_grad, loc=loc, cov=cov, start=start, seed=job["seed"] + chain,
+            max_tree_depth=job["max_tree_depth"], target_accept_prob=job["target_accept_prob"],
+            step_size=job["step_size"])
+        for _ in range(job["warmup_steps"]):
+            self.sampler.adapt(self.sampler.sample()["accept"])
+        self.sampler.end_adaptation()
+        self.num_draws = 0
+        self.divergences: list[int] = []
+        self.accepts: list[float] = []
+
+    def draw(self, num: int) -> dict:
+        out = np.empty((num, self.sampler.loc.shape[0]))
+        stats = {"tree_depth": np.empty(num, dtype=np.int64),
+                 "n_steps": np.empty(num, dtype=np.int64), "energy": np.empty(num)}
+        for i in range(num):
+            step = self.sampler.sample()
+            out[i] = step["theta"]
+            for name in stats:
+                stats[name][i] = step[name]
+            if step["diverging"]:
+                self.divergences.append(self.num_draws + i)
+            self.accepts.append(step["accept"])
+        self.num_draws += num
+        return {
+            "draws": out,
+            "stats": stats,
+            "divergences": np.asarray(self.divergences, dtype=int),
+            "accept": float(np.mean(self.accepts)),
+            "step_size": float(self.sampler.step_size),
+        }
+
+
+def _make_chain(job: dict, chain: int):
+    """The NumPy NUTS chain where it applies (see :func:`_lean_gradient`), else Pyro's."""
+    value_and_grad = _lean_gradient(job)
+    if value_and_grad is not None:
+        return _LeanChain(job, chain, value_and_grad)
+    return _Chain(job, chain)
 
 
 class _Chain:
@@ -124,7 +201,7 @@ class _Chain:
 def _worker(conn, job: dict, chain: int) -> None:
     """Child process: build the chain, then answer draw requests until told to stop."""
     try:
-        state = _Chain(job, chain)
+        state = _make_chain(job, chain)
         conn.send(("ready", None))
         while True:
             num = conn.recv()
@@ -172,7 +249,7 @@ class _Remote:
 class _Local:
     def __init__(self, job: dict, chain: int) -> None:
         threads = torch.get_num_threads()
-        self.chain = _Chain(job, chain)
+        self.chain = _make_chain(job, chain)
         torch.set_num_threads(threads)
         self._pending = 0
 

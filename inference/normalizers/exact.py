@@ -40,6 +40,7 @@ from bayes_irl.linear_quadratic import log_partition as lq_log_partition
 from bayes_irl.linear_quadratic.gaussian import conditional_gaussian, conditional_log_normalizer
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.rewards.continuous import QuadraticReward
+from bayes_irl.shapes import broadcast_shapes
 from bayes_irl.soft_bellman import (
     MaxEntKind,
     check_kind,
@@ -190,7 +191,7 @@ class ExactNormalizer:
         a = actions.clamp(min=0)
         s_next = states[..., 1:].clamp(min=0)
         s0 = states[..., 0]
-        shape = torch.broadcast_shapes(value.shape[:-2], rewards.shape[:-2])
+        shape = broadcast_shapes(value.shape[:-2], rewards.shape[:-2])
         num_sa = mdp.num_states * mdp.num_actions
         sa_index = s * mdp.num_actions + a  # traj_batch + (T,)
 
@@ -345,7 +346,7 @@ def _lq_log_likelihood(
     value = torch.as_tensor(value).to(dtype=mdp.dtype, device=mdp.device)
     states, actions = mdp.check_trajectories(*mdp.split(value))
     try:
-        shape = torch.broadcast_shapes(theta.shape[:-1], value.shape[:-1])
+        shape = broadcast_shapes(theta.shape[:-1], value.shape[:-1])
     except RuntimeError as error:
         raise ValueError(
             f"batch shape of `theta` {tuple(theta.shape[:-1])} does not broadcast with the "
