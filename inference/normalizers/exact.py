@@ -46,7 +46,6 @@ from bayes_irl.soft_bellman import (
     check_kind,
     log_partition,
     sample_maxent_trajectories,
-    soft_policy,
     soft_values,
 )
 from bayes_irl.trajectories import _take, trajectory_returns
@@ -62,6 +61,36 @@ def _step_rewards(reward: Any, theta: Tensor) -> Tensor:
             f"TabularReward, MLPReward) on a TabularMDP; got {type(reward).__name__}"
         )
     return step_rewards(theta)
+
+
+def _causal_log_policy_at(
+    mdp: TabularMDP, rewards: Tensor, values: Tensor, s: Tensor, sa_index: Tensor, shape
+) -> Tensor:
+    """``log pi_t(a_t | s_t)`` of the causal policy at each observed step.
+
+    Args:
+        mdp: the MDP.
+        rewards: ``theta_batch + (S, A)``.
+        values: the causal soft values ``theta_batch + (T + 1, S)``.
+        s: states ``traj_batch + (T,)`` (clamped to >= 0).
+        sa_index: ``s * A + a``, ``traj_batch + (T,)`` (clamped to >= 0).
+        shape: the broadcast of theta_batch and traj_batch.
+
+    Returns:
+        ``shape + (T,)``; entries at unobserved steps are meaningless (masked by the caller).
+    """
+    horizon, num_states = mdp.horizon, mdp.num_states
+    local = (rewards + mdp.action_log_base.to(rewards.dtype)).flatten(-2)  # (..., S·A)
+    fan_out = mdp.successors.shape[-1]
+    successors = mdp.successors.reshape(-1, fan_out)[sa_index]  # traj_batch + (T, F)
+    probs = mdp.successor_log_probs.exp().to(rewards.dtype).reshape(-1, fan_out)[sa_index]
+    steps = torch.arange(horizon, device=mdp.device).unsqueeze(-1)  # (T, 1)
+    v_flat = values.flatten(-2)  # theta_batch + ((T + 1) S,)
+    next_index = ((steps + 1) * num_states + successors).flatten(-2)  # traj_batch + (T·F,)
+    next_values = _take(v_flat, next_index, shape).unflatten(-1, (horizon, fan_out))
+    expected = torch.where(probs > 0, probs * next_values, next_values.new_zeros(())).sum(-1)
+    current = _take(v_flat, steps.squeeze(-1) * num_states + s, shape)
+    return _take(local, sa_index, shape) + expected - current
 
 
 class ExactNormalizer:
@@ -192,7 +221,6 @@ class ExactNormalizer:
         s_next = states[..., 1:].clamp(min=0)
         s0 = states[..., 0]
         shape = broadcast_shapes(value.shape[:-2], rewards.shape[:-2])
-        num_sa = mdp.num_states * mdp.num_actions
         sa_index = s * mdp.num_actions + a  # traj_batch + (T,)
 
         def masked_sum(per_step: Tensor) -> Tensor:
@@ -206,10 +234,9 @@ class ExactNormalizer:
 
         values = soft_values(mdp, rewards, kind=self.kind)  # theta_batch + (T + 1, S)
         if self.kind == "causal":
-            log_pi = soft_policy(mdp, rewards, kind="causal", values=values)  # (T, S, A)
-            steps = torch.arange(mdp.horizon, device=mdp.device) * num_sa
-            flat = log_pi.reshape(*log_pi.shape[:-3], mdp.horizon * num_sa)
-            policy = masked_sum(_take(flat, sa_index + steps, shape))
+            # log pi_t(a | s) = local(s, a) + sum_f p(f | s, a) V_{t+1}(f) - V_t(s), read at
+            # the observed (t, s, a) only: the (T, S, A) policy table is never built
+            policy = masked_sum(_causal_log_policy_at(mdp, rewards, values, s, sa_index, shape))
             dynamics = torch.where(
                 observed,
                 mdp.transition_log_prob(s, a, s_next),
