@@ -105,3 +105,20 @@ def test_broadcast_shapes_matches_torch():
         assert broadcast_shapes(*shapes) == torch.broadcast_shapes(*shapes)
     with pytest.raises(ValueError, match="not broadcastable"):
         broadcast_shapes((3,), (4,))
+
+
+def test_fast_nuts_uses_the_numpy_sampler_only_where_it_applies():
+    # The NumPy NUTS needs a fixed mass matrix; adapting it hands the chains to Pyro.
+    from bayes_irl.inference import fit
+
+    world = GridWorld.create(size=3, num_features=2, horizon=4, seed=1)
+    model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp, kind="causal"))
+    demos = world.sample_demonstrations(50, seed=0, kind="causal")
+    options = dict(method="nuts", num_samples=30, warmup_steps=30, progress_bar=False,
+                   check=False, parallel=False)
+    lean = fit(model, demos, **options)
+    assert lean.attrs["sampler"] == "numpy_nuts"
+    assert lean.samples["weights"].shape == (2, 30, 2)
+    assert lean.sample_stats["n_steps"].shape == (2, 30)
+    pyro_run = fit(model, demos, adapt_mass_matrix=True, **options)
+    assert pyro_run.attrs["sampler"] == "pyro"

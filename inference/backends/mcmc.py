@@ -343,6 +343,7 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
             "potential": "sufficient_statistics",
             "init": "laplace",
             "parallel_chains": int(run.parallel),
+            "sampler": run.sampler,
             "target_ess": target_ess if num_samples is None else float("nan"),
             "min_ess_bulk": run.min_ess_bulk,
             "draw_blocks": ", ".join(str(b) for b in run.blocks),

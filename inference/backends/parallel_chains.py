@@ -60,6 +60,8 @@ class ChainRun:
         min_ess_bulk: the smallest bulk ESS over the D parameters at the end.
         parallel: whether the chains ran in worker processes.
         wall_time: seconds for warm-up and sampling (the Laplace fit excluded).
+        sampler: ``"numpy_nuts"`` (:mod:`~bayes_irl.inference.backends.lean_nuts`) or
+            ``"pyro"``.
     """
 
     draws: np.ndarray
@@ -72,6 +74,7 @@ class ChainRun:
     min_ess_bulk: float
     parallel: bool
     wall_time: float
+    sampler: str = "pyro"
 
 
 def _lean_gradient(job: dict):
@@ -357,4 +360,5 @@ def run_chains(
         min_ess_bulk=ess,
         parallel=bool(parallel),
         wall_time=time.perf_counter() - start,
+        sampler="pyro" if _lean_gradient(job) is None else "numpy_nuts",
     )

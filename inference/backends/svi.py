@@ -425,7 +425,8 @@ def gaussian_guide(model, data, laplace: LaplaceFit) -> autoguide.AutoMultivaria
 
 
 def guide_posterior(
-    model, data, guide_fn: Callable, *, losses: np.ndarray, num_samples: int, attrs: dict
+    model, data, guide_fn: Callable, *, losses: np.ndarray, num_samples: int, attrs: dict,
+    draws: dict[str, torch.Tensor] | None = None,
 ) -> Posterior:
     """Package a fitted guide as a one-chain :class:`Posterior` of ``num_samples`` draws.
 
@@ -436,11 +437,14 @@ def guide_posterior(
         losses: ELBO loss per step, shape (num_steps,).
         num_samples: independent draws from the guide.
         attrs: run metadata; the guide's class and the final loss are added.
+        draws: the draws when the caller has them (latent site -> (num_samples, ...)),
+            else they are drawn from the guide.
 
     Returns:
         The Posterior (``method="svi"``; the loss trace in sample_stats as ``loss``).
     """
-    draws = draw_from_guide(model, guide_fn, data, num_samples)
+    if draws is None:
+        draws = draw_from_guide(model, guide_fn, data, num_samples)
     return Posterior(
         samples={k: v.unsqueeze(0) for k, v in draws.items()},
         method="svi",
@@ -525,12 +529,17 @@ def run_laplace(
     pyro.clear_param_store()
     laplace = model_laplace(model, data, init_values=init_values)
     if laplace is not None:
+        # N(MAP, Sigma) drawn directly: building the guide's MultivariateNormal calls
+        # torch.broadcast_shapes, whose first call imports SymPy (2-4 s of a CLI fit)
+        noise = torch.randn(num_samples, laplace.loc.shape[0], dtype=laplace.loc.dtype)
+        chol = torch.linalg.cholesky(laplace.covariance)
         posterior = guide_posterior(
             model,
             data,
             gaussian_guide(model, data, laplace),
             losses=np.asarray([float(laplace.potential({laplace.site: laplace.loc}))]),
             num_samples=num_samples,
+            draws={laplace.site: laplace.loc + noise @ chol.T},
             attrs={
                 "seed": seed,
                 "optimizer": "lbfgs",
