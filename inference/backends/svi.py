@@ -481,8 +481,9 @@ def run_laplace(
             subsamples): L-BFGS with a strong-Wolfe line search on the negative log joint,
             to a gradient tolerance (deterministic; ``num_steps`` and ``learning_rate``
             are ignored). Where the model offers a cheap potential
-            (:func:`bayes_irl.inference.backends.laplace.model_laplace`) L-BFGS runs on it
-            directly and the covariance is the inverse of its exact Hessian; otherwise on
+            (:func:`bayes_irl.inference.backends.laplace.model_laplace`) L-BFGS (SciPy's
+            L-BFGS-B) runs on it directly and the covariance is the inverse of its
+            Hessian (exact, or central differences of the exact gradient); otherwise on
             the traced model (Pyro's ``AutoLaplaceApproximation``, gradient ~1e-10). The
             MAP is a stationary point of the log joint, which sequential updates (active
             learning) rely on. ``"adam"`` (the default for a model with
