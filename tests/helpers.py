@@ -139,3 +139,29 @@ def exact_posterior_moments(model, data):
     mean2, sd2 = grid_moments(model, data, mean - 8 * sd, mean + 8 * sd, 161)
     assert torch.allclose(mean, mean2, atol=1e-3 * sd.min().item())
     return mean2, sd2
+
+
+def random_sparse_mdp(seed, num_states=36, num_actions=4, fan_out=3, horizon=12, num_features=4):
+    """The calibration issue's random sparse MDP and a true theta ~ N(0, I).
+
+    Each (s, a) moves to ``fan_out`` distinct random states with Dirichlet(1) probabilities;
+    uniform start; standardised Gaussian state features (S, D). Also used by
+    benchmarks/importance_posterior_bias.py (one definition).
+
+    Returns:
+        ``(mdp, theta)``: a :class:`TabularMDP` and a numpy array (D,).
+    """
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    successors = np.stack([
+        np.stack([rng.choice(num_states, fan_out, replace=False) for _ in range(num_actions)])
+        for _ in range(num_states)
+    ])
+    probs = rng.dirichlet(np.ones(fan_out), size=(num_states, num_actions))
+    features = rng.standard_normal((num_states, num_features))
+    features = (features - features.mean(0)) / features.std(0)
+    mdp = TabularMDP.from_sparse(successors=successors, successor_probs=probs,
+                                 initial=np.full(num_states, 1 / num_states),
+                                 features=features, horizon=horizon)
+    return mdp, rng.standard_normal(num_features)

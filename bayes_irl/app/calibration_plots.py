@@ -59,9 +59,12 @@ def plot_pit_ecdf(result, *, quantities=None, axes=None, prob: float = 0.95):
     eval_points = np.linspace(0, 1, min(result.num_simulations, 100) + 1)
     for ax, name, j in zip(axes, chosen, index, strict=False):
         az.plot_ecdf(result.pit[:, j], eval_points=eval_points, cdf=stats.uniform(0, 1).cdf,
-                     confidence_bands=True,
-                     difference=True, ci_prob=prob, rvs=stats.uniform(0, 1).rvs,
-                     random_state=0, ax=ax)
+                     # "optimized" (Säilynoja et al.'s band, the one the uniformity
+                     # test uses): given rvs=, ArviZ 0.23's default switches to its
+                     # "simulated" band, measured +-0.055 at z = 0.5 for N = 200 where
+                     # the 95% simultaneous band is +-0.105 (KS: +-0.095)
+                     confidence_bands="optimized",
+                     difference=True, ci_prob=prob, ax=ax)
         ax.set_title(name, fontsize=9)
     return axes
 
