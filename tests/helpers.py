@@ -139,3 +139,14 @@ def exact_posterior_moments(model, data):
     mean2, sd2 = grid_moments(model, data, mean - 8 * sd, mean + 8 * sd, 161)
     assert torch.allclose(mean, mean2, atol=1e-3 * sd.min().item())
     return mean2, sd2
+
+
+def wait_for_file(path, process, timeout=300):
+    """Wait until ``path`` exists while the subprocess ``process`` still runs."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.2)
