@@ -258,11 +258,14 @@ def _fit(args) -> int:
     elapsed = time.perf_counter() - start
 
     site = reward.site_name
-    summary = az.summary(idata, var_names=[site])
+    # full precision in summary.csv and 4 significant digits on screen: ArviZ's default
+    # 3 decimals show weights on a user's scale (e.g. features x1000 with --standardize)
+    # as 0.001 with sd 0.0
+    summary = az.summary(idata, var_names=[site], round_to="none")
     if true_weights is not None:
         summary.insert(0, "true", true_weights.cpu().numpy())
     with _pandas_display():
-        print(summary.to_string())
+        print(summary.to_string(float_format="{:.4g}".format))
     print(f"fitted in {elapsed:.1f} s")
     if args.method in ("nuts", "hmc") and posterior.num_chains < 2:
         print(f"note: r_hat needs >= 2 chains; --chains {args.chains} was given")
