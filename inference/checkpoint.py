@@ -162,7 +162,13 @@ class SVICheckpoint(_SignalCatcher):
         if not (self.resume and self.path.exists()):
             return 0
         if has_callback:
-            raise ValueError("resume=True cannot restore the state of an SVI callback")
+            raise ValueError(
+                f"resume=True with an SVI callback: the callback's own state (e.g. a "
+                f"GuidePolicyTrainer's guide policy, optimiser and trajectory bank) is not in "
+                f"{self.path}, so the run cannot continue as it was. Either start afresh "
+                f"(resume=False, or delete {self.path}), or fit without the callback (an "
+                f"ExactNormalizer, or a guide policy trained before the fit with "
+                f"GuidePolicyTrainer.train) and then resume")
         try:
             state = torch.load(self.path, weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error

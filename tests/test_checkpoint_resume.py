@@ -1,4 +1,4 @@
-"""NUTS checkpoint and resume on the fast path (Laplace start, parallel chains).
+"""Checkpoint and resume: NUTS on the fast path (Laplace start, parallel chains); SVI callbacks.
 
 A run interrupted by SIGTERM saves every chain's adapted sampler, RNG state and draws so
 far; the resumed run reuses the saved draws, runs no new warm-up, and ends with exactly
@@ -147,3 +147,19 @@ def test_cli_nuts_sigterm_then_resume_is_bit_identical(tmp_path):
     for name in ("diverging", "tree_depth", "n_steps", "energy"):
         np.testing.assert_array_equal(resumed.sample_stats[name].values,
                                       uninterrupted.sample_stats[name].values)
+
+
+def test_svi_resume_with_a_callback_says_what_to_do(tiny, tmp_path):
+    """A callback's state (guide-policy training) is not checkpointed: a clear refusal."""
+    from bayes_irl.inference.backends.svi import run_svi
+    from bayes_irl.inference.checkpoint import SVICheckpoint
+
+    model, demos = tiny
+    data = model.prepare_data(demos)
+    path = tmp_path / "svi.pt"
+    options = dict(num_steps=10, num_samples=5, init="prior", progress_bar=False)
+    run_svi(model, data, checkpoint=SVICheckpoint(path, every=5), **options)
+    assert path.exists()  # saved after step 5 of 10
+    with pytest.raises(ValueError, match="start afresh.*or fit without the callback"):
+        run_svi(model, data, checkpoint=SVICheckpoint(path, resume=True),
+                callback=lambda step, loss, guide: None, **options)
