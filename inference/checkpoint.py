@@ -28,6 +28,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -281,8 +282,17 @@ class MCMCCheckpoint(_SignalCatcher):
         self._write()
 
     def load_run(self, key: dict) -> dict | None:
-        """The fast-path state saved with the same settings ``key``, else None."""
-        if self._run is None or self._run["key"] != key:
+        """The fast-path state saved with the same settings ``key``, else None.
+
+        A saved run with other settings (seed, draws, warm-up, data or prior: the Laplace
+        start differs) is not continued; a warning says so, and the run starts afresh.
+        """
+        if self._run is None:
+            return None
+        if self._run["key"] != key:
+            differ = sorted(k for k in key if self._run["key"].get(k) != key[k])
+            warnings.warn(f"{self.path} was written by a run with other settings "
+                          f"({', '.join(differ)}); starting afresh", UserWarning, stacklevel=3)
             return None
         return self._run["state"]
 

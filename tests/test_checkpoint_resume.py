@@ -103,8 +103,9 @@ def test_other_settings_start_afresh(tiny, tmp_path):
     with pytest.raises(FitInterrupted):  # leaves a checkpoint of seed 1 mid-run
         fit(model, demos, seed=1, checkpoint=_SigtermAfter(path, kill_after=2, every=5),
             **options)
-    other = fit(model, demos, seed=2, checkpoint=MCMCCheckpoint(path, resume=True),
-                **options)
+    with pytest.warns(UserWarning, match=r"other settings \(seed\); starting afresh"):
+        other = fit(model, demos, seed=2, checkpoint=MCMCCheckpoint(path, resume=True),
+                    **options)
     assert "resumed_draws" not in other.attrs
 
 
