@@ -9,7 +9,12 @@ exception.
 import contextlib
 import io
 import os
+import random
+import signal
+import subprocess
+import sys
 import tempfile
+import time
 import warnings
 from pathlib import Path
 
@@ -105,6 +110,84 @@ for label, extra in [
             args += ["--out", str(folder / "o")]
         code = main(args)
     rows.append((f"CLI {label}", f"exit {code}: {err.getvalue().strip()[:110]}"))
+
+
+
+def cli(args):
+    out, err = io.StringIO(), io.StringIO()
+    with contextlib.redirect_stderr(err), contextlib.redirect_stdout(out):
+        code = main(args)
+    return code, out.getvalue(), err.getvalue()
+
+
+# Formerly a TypeError (num_steps) after the listing called it valid.
+code, out, err = cli(["fit", *small, "--method", "importance", "--num-samples", "50",
+                      "--out", str(folder / "imp")])
+verdict = [line for line in out.splitlines() if line.startswith("convergence:")]
+rows.append(("CLI --method importance",
+             f"exit {code}: {verdict[0][:100]}" if code == 0 and verdict
+             else f"CRASH exit {code}: {err.strip()[:100]}"))
+# Formerly "SVI/Laplace draws" for a one-chain NUTS run.
+code, out, err = cli(["fit", *small, "--method", "nuts", "--chains", "1", "--num-samples",
+                      "50", "--warmup", "20", "--out", str(folder / "one")])
+note = [line for line in out.splitlines() if line.startswith("note:")]
+rows.append(("CLI --chains 1", f"exit {code}: {note[0]}" if note and "--chains 1" in note[0]
+             else f"SILENT exit {code}: {note}"))
+
+# SIGTERM mid-fit (formerly all work lost, and a half-written output set looked complete):
+# the killed run leaves a checkpoint and no completion marker; --resume finishes it.
+for method, extra, name in [
+    ("svi", ["--num-steps", "1500", "--num-samples", "200", "--checkpoint-every", "50"],
+     "svi_checkpoint.pt"),
+    ("nuts", ["--num-samples", "200", "--warmup", "30", "--checkpoint-every", "10"],
+     "mcmc_checkpoint.pt"),
+]:
+    out_dir = folder / f"killed_{method}"
+    args = ["fit", *small, "--method", method, *extra, "--seed", "3", "--out", str(out_dir)]
+    process = subprocess.Popen([sys.executable, "-m", "bayes_irl.app.cli", *args],
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    while not (out_dir / name).exists() and process.poll() is None:
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=300)
+    unfinished = not (out_dir / "COMPLETE.json").exists()
+    code, out, _ = cli([*args, "--resume"])
+    ok = (process.returncode == 128 + signal.SIGTERM and unfinished and code == 0
+          and (out_dir / "COMPLETE.json").exists())
+    rows.append((f"SIGTERM during CLI {method} fit, then --resume",
+                 (f"exit {process.returncode}, checkpoint kept, no COMPLETE.json; --resume "
+                  f"exit {code}, COMPLETE.json written") if ok
+                 else f"SILENT/CRASH: exit {process.returncode}, {err.strip()[-100:]}"))
+
+# fit() and run_svi leave the caller's RNG state and Pyro param store as they found them.
+import pyro  # noqa: E402
+
+from bayes_irl.inference import ExactNormalizer, Posterior, fit  # noqa: E402
+from bayes_irl.inference.predictive import posterior_predictive_check  # noqa: E402
+from bayes_irl.models import DemonstrationModel  # noqa: E402
+
+model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
+demos = world.sample_demonstrations(30, seed=0)
+random.seed(5)
+torch.manual_seed(5)
+user = pyro.param("user_weight", torch.ones(2))
+before = (random.getstate(), torch.random.get_rng_state().clone())
+with warnings.catch_warnings():
+    warnings.simplefilter("ignore")
+    post = fit(model, demos, method="svi", num_steps=50, num_samples=100, progress_bar=False)
+same = (random.getstate() == before[0] and torch.equal(torch.random.get_rng_state(), before[1])
+        and torch.equal(pyro.param("user_weight"), user))
+rows.append(("fit() resets the global RNG / clears the param store",
+             "state equal before and after" if same else "SILENT: state changed"))
+# A saved posterior is first-class: PPC from posterior.nc plus the model and data.
+post.to_inference_data().to_netcdf(str(folder / "posterior.nc"))
+try:
+    ppc = posterior_predictive_check(
+        Posterior.load(folder / "posterior.nc", model=model, data=demos), num_draws=10)
+    rows.append(("PPC of a reloaded posterior (was AttributeError 'model')",
+                 f"works: omnibus p-values for {sorted(ppc.omnibus)}"))
+except Exception as err:  # noqa: BLE001
+    rows.append(("PPC of a reloaded posterior", f"CRASH {type(err).__name__}: {err}"[:120]))
 
 print("| case | outcome |\n|---|---|")
 for name, outcome in rows:

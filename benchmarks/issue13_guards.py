@@ -35,6 +35,8 @@ def run(name, model, demos, method, **options):
         warnings.simplefilter("always")
         post = fit(model, demos, method=method, progress_bar=False, **options)
     mean = [round(x, 3) for x in post.mean().tolist()]
+    extra = post.attrs.get("convergence_elbo_stationarity")
+    name = name if extra is None else f"{name} (ELBO stationarity {extra:.3g})"
     sd = [round(x, 3) for x in post.std().tolist()]
     print(f"| {name} | {method} | {mean} | {sd} | {post.attrs['convergence_verdict'][:160]} | "
           f"{time.perf_counter() - start:.0f} s |", flush=True)
@@ -53,6 +55,12 @@ if "prior100_svi" in which:
 if "prior1e6_svi" in which:
     m, _ = model_for(world, prior=dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1e6))
     run("prior N(0, 1e6)", m, demos, "svi", num_samples=1000)
+if "prior1e6_svi_initprior" in which:  # the former default: the guide's own start
+    m, _ = model_for(world, prior=dist.Normal(torch.tensor(0.0, dtype=torch.float64), 1e6))
+    run("prior N(0, 1e6), init='prior'", m, demos, "svi", num_samples=1000, init="prior")
+if "prior100_svi_initprior" in which:
+    m, _ = model_for(world, prior=dist.Normal(torch.tensor(0.0, dtype=torch.float64), 100.0))
+    run("prior N(0, 100), init='prior'", m, demos, "svi", num_samples=1000, init="prior")
 if "x1000_nuts" in which:
     m, _ = model_for(world, scale=1000.0)
     run("features x1000", m, demos, "nuts", num_samples=300, warmup_steps=300)

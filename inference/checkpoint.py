@@ -1,4 +1,4 @@
-"""Checkpoint and resume of SVI: nothing is lost to a crash, a Ctrl-C or a batch-queue kill.
+"""Checkpoint and resume of SVI and MCMC: nothing lost to a crash, Ctrl-C or a queue kill.
 
 An :class:`SVICheckpoint` is handed to the SVI loop (``run_svi(..., checkpoint=...)``). It
 writes, every ``every`` steps and when the process receives SIGINT or SIGTERM, one file
@@ -17,8 +17,10 @@ temporary name and renamed, so a kill during the write leaves the previous check
 
 Not covered: a per-step ``callback`` with state of its own (e.g. guide-policy training,
 whose trainer and trajectory bank are not saved); :class:`SVICheckpoint` refuses to resume
-when a callback is used. The MCMC back-ends save per-chain results instead
-(:class:`MCMCCheckpoint`).
+when a callback is used. The MCMC back-ends use :class:`MCMCCheckpoint`: on the fast
+(Laplace-started, parallel-chain) path it saves each chain's adapted sampler, position,
+RNG and draws so far, periodically and on SIGINT/SIGTERM, and a resumed run continues the
+chains with no new warm-up, bit-identically.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from __future__ import annotations
 import os
 import signal
 import threading
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +89,39 @@ def _restore_params(saved: dict) -> None:
     store.set_state(new)
 
 
-class SVICheckpoint:
+class _SignalCatcher:
+    """On SIGINT/SIGTERM, remember the signal instead of dying (inside a ``with`` block).
+
+    The loop that holds the catcher checks :attr:`signal_received` at a safe point, saves,
+    and raises :class:`FitInterrupted`. Handlers are installed only in the main thread,
+    where Python allows it, and the previous handlers come back on exit.
+    """
+
+    handle_signals: bool = True
+
+    def __enter__(self):
+        self._signal = None
+        self._previous_handlers = {}
+        if self.handle_signals and threading.current_thread() is threading.main_thread():
+            for sig in (signal.SIGINT, signal.SIGTERM):
+                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
+        return self
+
+    def __exit__(self, *exc) -> None:
+        for sig, handler in self._previous_handlers.items():
+            signal.signal(sig, handler)
+        self._previous_handlers.clear()
+
+    def _on_signal(self, signum, frame) -> None:
+        self._signal = signum
+
+    @property
+    def signal_received(self) -> int | None:
+        """The signal number caught since entering the ``with`` block, else None."""
+        return getattr(self, "_signal", None)
+
+
+class SVICheckpoint(_SignalCatcher):
     """Periodic and on-signal checkpoints of the SVI loop, and resumption from them.
 
     Args:
@@ -116,21 +151,6 @@ class SVICheckpoint:
         self._previous_handlers: dict[int, Any] = {}
         self._svi = None
 
-    # ------------------------------------------------------------ context (signals)
-    def __enter__(self) -> SVICheckpoint:
-        if self.handle_signals and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGINT, signal.SIGTERM):
-                self._previous_handlers[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def __exit__(self, *exc) -> None:
-        for sig, handler in self._previous_handlers.items():
-            signal.signal(sig, handler)
-        self._previous_handlers.clear()
-
-    def _on_signal(self, signum, frame) -> None:
-        self._signal = signum
-
     # ------------------------------------------------------------ hooks of the SVI loop
     def start(self, svi, guide, data, losses: np.ndarray, *, has_callback: bool = False) -> int:
         """Before the first step: restore a saved state when resuming; return the first step.
@@ -143,7 +163,13 @@ class SVICheckpoint:
         if not (self.resume and self.path.exists()):
             return 0
         if has_callback:
-            raise ValueError("resume=True cannot restore the state of an SVI callback")
+            raise ValueError(
+                f"resume=True with an SVI callback: the callback's own state (e.g. a "
+                f"GuidePolicyTrainer's guide policy, optimiser and trajectory bank) is not in "
+                f"{self.path}, so the run cannot continue as it was. Either start afresh "
+                f"(resume=False, or delete {self.path}), or fit without the callback (an "
+                f"ExactNormalizer, or a guide policy trained before the fit with "
+                f"GuidePolicyTrainer.train) and then resume")
         try:
             state = torch.load(self.path, weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
@@ -196,31 +222,50 @@ class SVICheckpoint:
         )
 
 
-class MCMCCheckpoint:
-    """Per-chain checkpoints of the MCMC back-end: finished chains are never rerun.
+class MCMCCheckpoint(_SignalCatcher):
+    """Checkpoints of the MCMC back-ends: finished work is never redone.
 
-    After each chain :meth:`save_chain` writes its draws, its per-draw statistics and its
-    warm-up adaptation (step size, inverse mass matrix) to ``path``; with ``resume=True``
-    :meth:`load_chain` returns a finished chain so it is not sampled again. Every chain is
-    seeded by ``seed + chain``, so a resumed run is bit-identical to an uninterrupted one.
+    Two paths of :func:`~bayes_irl.inference.backends.mcmc.run_mcmc` use it:
 
-    Not done (Pyro 1.9 has no API to continue one Markov chain from a saved state): a
-    chain interrupted midway is rerun from its start; its adaptation is saved for
-    inspection only.
+    * the fast path (Laplace start, parallel chains,
+      :mod:`~bayes_irl.inference.backends.parallel_chains`): after the warm-up and then
+      after every ``every`` draws per chain, and on SIGINT/SIGTERM, :meth:`save_run`
+      writes every chain's draws so far, per-draw statistics, divergences and its complete
+      sampler state: the warm-up adaptation (step size, inverse mass matrix, dual-averaging
+      state), the current position with its potential and gradient, the transition
+      counters and the chain's RNG state. On resume the chains continue from there with no
+      new warm-up, and the draws are bit-identical to an uninterrupted run (tested);
+    * the model-tracing path: after each chain :meth:`save_chain` writes its draws,
+      statistics and adaptation; on resume finished chains are reused. A chain cut off
+      midway is rerun from its start there (Pyro 1.9's ``MCMC`` runner has no API to
+      continue a chain). Every chain is seeded by ``seed + chain``, so this resumed run
+      is bit-identical too.
 
     Args:
         path: the checkpoint file.
-        resume: reuse finished chains saved in ``path``.
+        resume: continue from ``path`` when it exists (start afresh when it does not, or
+            when it was written with other settings).
+        every: fast path: draws per chain between periodic saves (>= 1).
+        handle_signals: fast path: on SIGINT/SIGTERM, finish the current transition of
+            every chain (or the warm-up), save, and raise :class:`FitInterrupted`.
     """
 
-    def __init__(self, path, *, resume: bool = False) -> None:
+    def __init__(self, path, *, resume: bool = False, every: int = 100,
+                 handle_signals: bool = True) -> None:
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"every must be an integer >= 1; got {every!r}")
         self.path = Path(path)
         self.resume = resume
+        self.every = every
+        self.handle_signals = handle_signals
+        self.resumed_draws: int | None = None
         self._chains: dict[int, dict] = {}
+        self._run: dict | None = None
         if resume and self.path.exists():
             try:
                 state = torch.load(self.path, weights_only=False)
                 self._chains = dict(state["chains"])
+                self._run = state.get("run")
             except Exception as err:  # noqa: BLE001
                 raise ValueError(f"{self.path} is not a readable MCMC checkpoint: {err}") from err
 
@@ -234,6 +279,29 @@ class MCMCCheckpoint:
     def save_chain(self, chain: int, key: dict, result: dict) -> None:
         """Record chain ``chain`` (draws, stats, adaptation) and write the file."""
         self._chains[chain] = {"key": key, **result}
+        self._write()
+
+    def load_run(self, key: dict) -> dict | None:
+        """The fast-path state saved with the same settings ``key``, else None.
+
+        A saved run with other settings (seed, draws, warm-up, data or prior: the Laplace
+        start differs) is not continued; a warning says so, and the run starts afresh.
+        """
+        if self._run is None:
+            return None
+        if self._run["key"] != key:
+            differ = sorted(k for k in key if self._run["key"].get(k) != key[k])
+            warnings.warn(f"{self.path} was written by a run with other settings "
+                          f"({', '.join(differ)}); starting afresh", UserWarning, stacklevel=3)
+            return None
+        return self._run["state"]
+
+    def save_run(self, key: dict, state: dict) -> None:
+        """Write the fast path's ``state`` (chains' samplers, draws so far, schedule)."""
+        self._run = {"key": key, "state": state}
+        self._write()
+
+    def _write(self) -> None:
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save({"format": "bayes_irl.mcmc_checkpoint.v1", "chains": self._chains},
-                     self.path)
+        _atomic_save({"format": "bayes_irl.mcmc_checkpoint.v1", "chains": self._chains,
+                      "run": self._run}, self.path)

@@ -89,6 +89,27 @@ class SamplerStatsRecorder:
         self._calls = 0
         self._first_kinetic = None
 
+    @property
+    def previous_potential(self) -> float:
+        """The potential at the chain's current position; saved with a checkpoint.
+
+        The energy of the next draw adds the next kinetic energy to it.
+        """
+        return self._previous_potential
+
+    def attach_potential(self, kernel, previous_potential: float) -> None:
+        """Continue recording a chain restored from a checkpoint at its next transition.
+
+        Wraps the potential now (a fresh chain wraps it at its first warm-up transition)
+        and forgets what rebuilding the kernel evaluated, so the restored chain's
+        statistics continue exactly as the uninterrupted chain's would.
+        """
+        self._kernel = kernel
+        self._wrap_potential()
+        self._previous_potential = previous_potential
+        self._calls = 0
+        self._first_kinetic = None
+
     @classmethod
     def restored(cls, stats: dict[str, np.ndarray]) -> SamplerStatsRecorder:
         """A recorder holding the :meth:`stats` of a chain saved in a checkpoint."""

@@ -165,3 +165,14 @@ def random_sparse_mdp(seed, num_states=36, num_actions=4, fan_out=3, horizon=12,
                                  initial=np.full(num_states, 1 / num_states),
                                  features=features, horizon=horizon)
     return mdp, rng.standard_normal(num_features)
+
+
+def wait_for_file(path, process, timeout=300):
+    """Wait until ``path`` exists while the subprocess ``process`` still runs."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not path.exists():
+        assert process.poll() is None, process.communicate()
+        assert time.monotonic() < deadline, f"{path} did not appear"
+        time.sleep(0.2)

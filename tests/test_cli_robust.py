@@ -15,6 +15,7 @@ import pytest
 
 from bayes_irl.app.cli import OUTPUT_FILES, REWARD_MAP_FILE, main
 from bayes_irl.app.fit_checks import COMPLETE_MARKER
+from tests.helpers import wait_for_file
 
 SMALL = ["--grid-size", "3", "--horizon", "4", "--num-demos", "30", "--no-progress"]
 
@@ -87,14 +88,6 @@ def test_verdict_strict_marker_and_importance(tmp_path, capsys):
     assert "convergence_khat" in idata.posterior.attrs
 
 
-def _wait_for(path, process, timeout=300):
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert process.poll() is None, process.communicate()
-        assert time.monotonic() < deadline, "no checkpoint appeared"
-        time.sleep(0.2)
-
-
 @pytest.mark.slow  # three CLI fits, one in a fresh interpreter (~1-2 min on 2 loaded cores)
 def test_sigterm_then_resume_is_bit_identical(tmp_path):
     fit_args = ["fit", *SMALL, "--method", "svi", "--num-steps", "1500", "--num-samples",
@@ -104,7 +97,7 @@ def test_sigterm_then_resume_is_bit_identical(tmp_path):
     process = subprocess.Popen(
         [sys.executable, "-m", "bayes_irl.app.cli", *fit_args, "--out", str(killed)],
         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
-    _wait_for(killed / "svi_checkpoint.pt", process)
+    wait_for_file(killed / "svi_checkpoint.pt", process)
     process.send_signal(signal.SIGTERM)
     _, err = process.communicate(timeout=120)
     assert process.returncode == 128 + signal.SIGTERM, err

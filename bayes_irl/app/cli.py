@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
         help="continue an interrupted svi/nuts/hmc fit from its checkpoint in --out",
     )
     fit.add_argument(
-        "--checkpoint-every", type=int, default=500, help="SVI steps between checkpoints"
+        "--checkpoint-every", type=int, default=None,
+        help="SVI steps (default 500) or NUTS/HMC draws per chain (default 100) between "
+             "checkpoints"
     )
     fit.add_argument(
         "--standardize",
@@ -238,10 +240,12 @@ def _fit(args) -> int:
             options["guide"] = args.guide
     if args.method == "svi":
         options["checkpoint"] = SVICheckpoint(
-            out / CHECKPOINT_FILES["svi"], every=args.checkpoint_every, resume=args.resume)
+            out / CHECKPOINT_FILES["svi"], every=args.checkpoint_every or 500,
+            resume=args.resume)
     elif args.method in CHECKPOINT_FILES:
         options["checkpoint"] = MCMCCheckpoint(out / CHECKPOINT_FILES[args.method],
-                                               resume=args.resume)
+                                               resume=args.resume,
+                                               every=args.checkpoint_every or 100)
     start = time.perf_counter()
     with warnings.catch_warnings():
         # the verdict is printed below as one line, not as a Python warning
@@ -254,11 +258,14 @@ def _fit(args) -> int:
     elapsed = time.perf_counter() - start
 
     site = reward.site_name
-    summary = az.summary(idata, var_names=[site])
+    # full precision in summary.csv and 4 significant digits on screen: ArviZ's default
+    # 3 decimals show weights on a user's scale (e.g. features x1000 with --standardize)
+    # as 0.001 with sd 0.0
+    summary = az.summary(idata, var_names=[site], round_to="none")
     if true_weights is not None:
         summary.insert(0, "true", true_weights.cpu().numpy())
     with _pandas_display():
-        print(summary.to_string())
+        print(summary.to_string(float_format="{:.4g}".format))
     print(f"fitted in {elapsed:.1f} s")
     if args.method in ("nuts", "hmc") and posterior.num_chains < 2:
         print(f"note: r_hat needs >= 2 chains; --chains {args.chains} was given")

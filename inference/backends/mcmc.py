@@ -129,9 +129,12 @@ def run_mcmc(
             posterior is the same, only cheaper); True:
             require it (ValueError where it does not apply); False: trace the model at
             every gradient.
-        checkpoint: an :class:`~bayes_irl.inference.checkpoint.MCMCCheckpoint`: each
-            finished chain (draws, statistics, adapted step size and mass matrix) is saved;
-            on resume finished chains are reused, not rerun.
+        checkpoint: an :class:`~bayes_irl.inference.checkpoint.MCMCCheckpoint`. Fast
+            path: every chain's adapted sampler, RNG and draws so far are saved after the
+            warm-up, every ``checkpoint.every`` draws and on SIGINT/SIGTERM, and a resumed
+            run continues the chains bit-identically with no new warm-up. Model-tracing
+            path: each finished chain (draws, statistics, adapted step size and mass
+            matrix) is saved; on resume finished chains are reused, not rerun.
         init: ``"laplace"`` (default): the fast path above where a potential exists;
             ``"uniform"``: Pyro's ``init_to_uniform`` and its own adaptation (the former
             default).
@@ -171,7 +174,7 @@ def run_mcmc(
                 num_chains=num_chains, max_tree_depth=max_tree_depth,
                 target_accept_prob=target_accept_prob, trajectory_length=trajectory_length,
                 seed=seed, adapt_mass_matrix=adapt_mass_matrix, target_ess=target_ess,
-                max_samples=max_samples, parallel=parallel,
+                max_samples=max_samples, parallel=parallel, checkpoint=checkpoint,
             )
     num_samples = 1000 if num_samples is None else num_samples
     warmup_steps = 500 if warmup_steps is None else warmup_steps
@@ -286,7 +289,7 @@ def run_mcmc(
 
 def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_chains,
               max_tree_depth, target_accept_prob, trajectory_length, seed, adapt_mass_matrix,
-              target_ess, max_samples, parallel) -> Posterior:
+              target_ess, max_samples, parallel, checkpoint=None) -> Posterior:
     """The fast path of :func:`run_mcmc`: Laplace start, mass matrix, parallel chains."""
     if num_chains < 1 or (num_samples is not None and num_samples < 1) or warmup_steps < 0:
         raise ValueError(
@@ -315,7 +318,8 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
         "trajectory_length": trajectory_length,
     }
     run = run_chains(job, num_chains=num_chains, num_samples=num_samples,
-                     target_ess=target_ess, max_samples=max_samples, parallel=parallel)
+                     target_ess=target_ess, max_samples=max_samples, parallel=parallel,
+                     checkpoint=checkpoint)
     dtype = laplace.loc.dtype
     draws = run.draws.shape[1]
     return Posterior(
@@ -347,6 +351,7 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
             "target_ess": target_ess if num_samples is None else float("nan"),
             "min_ess_bulk": run.min_ess_bulk,
             "draw_blocks": ", ".join(str(b) for b in run.blocks),
+            **({} if run.resumed_draws is None else {"resumed_draws": run.resumed_draws}),
         },
         extra={
             "num_divergences": int(run.diverging.sum()),

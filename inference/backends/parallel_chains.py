@@ -23,23 +23,37 @@ model's :class:`~bayes_irl.models.lean_potential.LeanPotential`) runs the NumPy 
 bookkeeping per leapfrog step; ``job["sampler"] = "pyro"`` keeps Pyro's); otherwise Pyro's
 NUTS/HMC kernels evaluate the potential (``potential_fn``), with no model tracing per
 gradient either way.
+
+Each chain keeps its own RNG state (the NumPy sampler its own generator; a Pyro chain's
+state is swapped in around its transitions), so a chain's draws do not depend on the other
+chains or on whether they run in workers. With an
+:class:`~bayes_irl.inference.checkpoint.MCMCCheckpoint` the complete state of every chain
+(the sampler's adaptation, position and counters, its RNG and its draws so far) is saved
+after the warm-up, every ``checkpoint.every`` draws and on SIGINT/SIGTERM (workers ignore
+both signals; the parent saves at the next chunk boundary), and a resumed run continues
+the chains from it bit-identically.
 """
 
 from __future__ import annotations
 
+import contextlib
+import copy
 import math
 import multiprocessing as mp
 import os
+import signal
 import time
 from dataclasses import dataclass
 
 import arviz as az
 import numpy as np
 import pyro
+import pyro.util
 import torch
 from pyro.infer import HMC, NUTS
 
 from bayes_irl.inference.backends.lean_nuts import LeanNUTS
+from bayes_irl.inference.checkpoint import FitInterrupted
 from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
 
 __all__ = ["ChainRun", "run_chains"]
@@ -62,6 +76,7 @@ class ChainRun:
         wall_time: seconds for warm-up and sampling (the Laplace fit excluded).
         sampler: ``"numpy_nuts"`` (:mod:`~bayes_irl.inference.backends.lean_nuts`) or
             ``"pyro"``.
+        resumed_draws: draws per chain restored from a checkpoint (None: a fresh run).
     """
 
     draws: np.ndarray
@@ -75,6 +90,7 @@ class ChainRun:
     parallel: bool
     wall_time: float
     sampler: str = "pyro"
+    resumed_draws: int | None = None
 
 
 def _lean_gradient(job: dict):
@@ -104,10 +120,22 @@ def _lean_gradient(job: dict):
 
 
 class _LeanChain:
-    """One chain of the NumPy NUTS (:class:`LeanNUTS`), warmed up, drawing on request."""
+    """One chain of the NumPy NUTS (:class:`LeanNUTS`), warmed up, drawing on request.
 
-    def __init__(self, job: dict, chain: int, value_and_grad) -> None:
+    ``saved``: a :meth:`state` from a checkpoint; the chain continues from it (no
+    warm-up).
+    """
+
+    def __init__(self, job: dict, chain: int, value_and_grad, saved: dict | None = None) -> None:
         torch.set_num_threads(1)
+        if saved is not None:  # the adapted sampler, mid-run, exactly as it was saved
+            self.sampler = LeanNUTS.__new__(LeanNUTS)
+            vars(self.sampler).update(copy.deepcopy(saved["sampler"]))
+            self.sampler._value_and_grad = value_and_grad
+            self.num_draws = saved["num_draws"]
+            self.divergences = list(saved["divergences"])
+            self.accepts = list(saved["accepts"])
+            return
         rng = np.random.default_rng(job["seed"] + chain)
         loc = job["loc"].numpy()
         cov = job["cov"].numpy()
@@ -122,6 +150,19 @@ class _LeanChain:
         self.num_draws = 0
         self.divergences: list[int] = []
         self.accepts: list[float] = []
+
+    def state(self) -> dict:
+        """Everything the chain's next draws depend on (picklable).
+
+        The gradient function is live code, supplied again on restore.
+        """
+        sampler = {k: v for k, v in vars(self.sampler).items() if k != "_value_and_grad"}
+        return {
+            "sampler": copy.deepcopy(sampler),
+            "num_draws": self.num_draws,
+            "divergences": list(self.divergences),
+            "accepts": list(self.accepts),
+        }
 
     def draw(self, num: int) -> dict:
         out = np.empty((num, self.sampler.loc.shape[0]))
@@ -142,21 +183,51 @@ class _LeanChain:
             "divergences": np.asarray(self.divergences, dtype=int),
             "accept": float(np.mean(self.accepts)),
             "step_size": float(self.sampler.step_size),
+            "state": self.state(),
         }
 
 
-def _make_chain(job: dict, chain: int):
+def _make_chain(job: dict, chain: int, saved: dict | None = None):
     """The NumPy NUTS chain where it applies (see :func:`_lean_gradient`), else Pyro's."""
     value_and_grad = _lean_gradient(job)
     if value_and_grad is not None:
-        return _LeanChain(job, chain, value_and_grad)
-    return _Chain(job, chain)
+        return _LeanChain(job, chain, value_and_grad, saved)
+    return _Chain(job, chain, saved)
+
+
+# Kernel attributes that are live code, not state: the potential (and the recorder's
+# wrappers around it and the kinetic energy) and the adapter's bound step-size search.
+_LIVE_ATTRIBUTES = ("potential_fn", "_kinetic_energy", "_adapter")
+
+
+def _kernel_state(kernel) -> dict:
+    """A deep copy of everything a Pyro 1.9 HMC/NUTS kernel's next transitions depend on.
+
+    Every instance attribute except live code: position, potential and gradient cache,
+    the transition counter, divergences, acceptance counts, and the adapter's step size,
+    mass matrix and dual-averaging/Welford state.
+    """
+    state = {k: v for k, v in vars(kernel).items() if k not in _LIVE_ATTRIBUTES}
+    state["_adapter"] = {k: v for k, v in vars(kernel._adapter).items()
+                         if k != "_find_reasonable_step_size"}
+    return copy.deepcopy(state)
+
+
+def _restore_kernel(kernel, state: dict) -> None:
+    """Put a state of :func:`_kernel_state` into a kernel built and set up the same way."""
+    state = copy.deepcopy(state)
+    vars(kernel._adapter).update(state.pop("_adapter"))
+    vars(kernel).update(state)
 
 
 class _Chain:
-    """One chain: a Pyro kernel on the potential, warmed up, drawing on request."""
+    """One chain: a Pyro kernel on the potential, warmed up, drawing on request.
 
-    def __init__(self, job: dict, chain: int) -> None:
+    ``saved``: a :meth:`state` from a checkpoint; the chain continues from it (no
+    warm-up).
+    """
+
+    def __init__(self, job: dict, chain: int, saved: dict | None = None) -> None:
         torch.set_num_threads(1)
         pyro.set_rng_seed(job["seed"] + chain)
         site, loc, cov = job["site"], job["loc"], job["cov"]
@@ -177,8 +248,17 @@ class _Chain:
         # tree depth, leapfrog steps and energy of every kept draw, for the guards
         self.recorder = SamplerStatsRecorder()
         self.recorder.attach(self.kernel)
+        if saved is not None:
+            start = saved["params"][site]
         self.kernel.initial_params = {site: start}
         self.kernel.setup(job["warmup_steps"])
+        if saved is not None:  # the adapted sampler, mid-run, exactly as it was saved
+            _restore_kernel(self.kernel, saved["kernel"])
+            self.recorder.attach_potential(self.kernel, saved["previous_potential"])
+            self.params = {k: v.clone() for k, v in saved["params"].items()}
+            self.num_draws = saved["num_draws"]
+            self.rng = saved["rng"]
+            return
         # the Laplace covariance as the inverse mass matrix, then a step size for it
         self.kernel.mass_matrix_adapter.inverse_mass_matrix = {(site,): cov.clone()}
         self.kernel._adapter.reset_step_size_adaptation(self.kernel.initial_params)
@@ -187,13 +267,26 @@ class _Chain:
             self.params = self.kernel.sample(self.params)
             self.recorder.hook(self.kernel, self.params, "Warmup", i)
         self.num_draws = 0
+        self.rng = pyro.util.get_rng_state()
+
+    def state(self) -> dict:
+        """Everything the chain's next draws depend on (picklable; see :func:`_kernel_state`)."""
+        return {
+            "kernel": _kernel_state(self.kernel),
+            "params": {k: v.detach().clone() for k, v in self.params.items()},
+            "previous_potential": self.recorder.previous_potential,
+            "num_draws": self.num_draws,
+            "rng": copy.deepcopy(self.rng),
+        }
 
     def draw(self, num: int) -> dict:
         out = np.empty((num, self.params[self.site].shape[0]))
+        pyro.util.set_rng_state(self.rng)  # this chain's own stream
         for i in range(num):
             self.params = self.kernel.sample(self.params)
             self.recorder.hook(self.kernel, self.params, "Sample", i)
             out[i] = self.params[self.site].detach().numpy()
+        self.rng = pyro.util.get_rng_state()
         self.num_draws += num
         diag = self.kernel.diagnostics()
         return {
@@ -202,14 +295,21 @@ class _Chain:
             "divergences": np.asarray(diag.get("divergences", []), dtype=int),
             "accept": float(diag.get("acceptance rate", np.nan)),
             "step_size": float(self.kernel.step_size),
+            "state": self.state(),
         }
 
 
-def _worker(conn, job: dict, chain: int) -> None:
-    """Child process: build the chain, then answer draw requests until told to stop."""
+def _worker(conn, job: dict, chain: int, saved: dict | None) -> None:
+    """Child process: build the chain, then answer draw requests until told to stop.
+
+    SIGINT/SIGTERM are ignored here: the parent catches them, waits for the current chunk
+    and saves the checkpoint (a Ctrl-C reaches the whole process group).
+    """
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
     try:
-        state = _make_chain(job, chain)
-        conn.send(("ready", None))
+        state = _make_chain(job, chain, saved)
+        conn.send(("ready", state.state()))
         while True:
             num = conn.recv()
             if num is None:
@@ -222,9 +322,10 @@ def _worker(conn, job: dict, chain: int) -> None:
 
 
 class _Remote:
-    def __init__(self, ctx, job: dict, chain: int) -> None:
+    def __init__(self, ctx, job: dict, chain: int, saved: dict | None) -> None:
         self.conn, child = ctx.Pipe()
-        self.process = ctx.Process(target=_worker, args=(child, job, chain), daemon=True)
+        self.process = ctx.Process(target=_worker, args=(child, job, chain, saved),
+                                   daemon=True)
         self.process.start()
         child.close()
 
@@ -234,8 +335,8 @@ class _Remote:
             raise RuntimeError(f"MCMC worker failed: {payload}")
         return payload
 
-    def ready(self) -> None:
-        self._receive()
+    def ready(self) -> dict:
+        return self._receive()
 
     def request(self, num: int) -> None:
         self.conn.send(num)
@@ -254,14 +355,14 @@ class _Remote:
 
 
 class _Local:
-    def __init__(self, job: dict, chain: int) -> None:
+    def __init__(self, job: dict, chain: int, saved: dict | None) -> None:
         threads = torch.get_num_threads()
-        self.chain = _make_chain(job, chain)
+        self.chain = _make_chain(job, chain, saved)
         torch.set_num_threads(threads)
         self._pending = 0
 
-    def ready(self) -> None:
-        pass
+    def ready(self) -> dict:
+        return self.chain.state()
 
     def request(self, num: int) -> None:
         self._pending = num
@@ -292,6 +393,16 @@ R_HAT_TARGET = 1.01
 bulk ESS near 400 in two dimensions r_hat lands above 1.01 by chance in some seeds."""
 
 
+def _run_key(job: dict, **settings) -> dict:
+    """What a checkpoint must match to be continued.
+
+    Every setting that shapes the chains, and the Laplace start (so other data or another
+    prior start afresh).
+    """
+    fixed = {k: v for k, v in job.items() if k not in ("potential", "loc", "cov")}
+    return {**fixed, **settings, "loc": job["loc"].tolist(), "cov": job["cov"].tolist()}
+
+
 def run_chains(
     job: dict,
     *,
@@ -300,6 +411,7 @@ def run_chains(
     target_ess: float,
     max_samples: int,
     parallel: bool | None,
+    checkpoint=None,
 ) -> ChainRun:
     """Warm up ``num_chains`` chains and draw until the target bulk ESS (or a fixed count).
 
@@ -314,47 +426,90 @@ def run_chains(
         max_samples: cap on the draws per chain of a sized run.
         parallel: one worker process per chain; None: when there are >= 2 chains and
             >= 2 CPU cores and ``fork`` is available.
+        checkpoint: an :class:`~bayes_irl.inference.checkpoint.MCMCCheckpoint`: save
+            every chain's sampler state and draws after the warm-up, every
+            ``checkpoint.every`` draws per chain and on SIGINT/SIGTERM; with
+            ``resume=True`` continue a saved run of the same settings (bit-identical to
+            an uninterrupted run).
 
     Returns:
         The :class:`ChainRun`.
+
+    Raises:
+        FitInterrupted: SIGINT/SIGTERM arrived (with a checkpoint); the state is saved.
     """
     cores = os.cpu_count() or 1
     if parallel is None:
         parallel = num_chains > 1 and cores > 1 and "fork" in mp.get_all_start_methods()
     start = time.perf_counter()
+    key = _run_key(job, num_chains=num_chains, num_samples=num_samples,
+                   target_ess=target_ess, max_samples=max_samples)
+    saved = None if checkpoint is None or not checkpoint.resume else checkpoint.load_run(key)
+    if saved is not None:
+        checkpoint.resumed_draws = sum(saved["blocks"]) - saved["pending"]
+    states = saved["states"] if saved is not None else [None] * num_chains
     ctx = mp.get_context("fork") if parallel else None
-    chains = [
-        _Remote(ctx, job, c) if parallel else _Local(job, c) for c in range(num_chains)
-    ]
-    blocks: list[int] = []
-    results: list[list[dict]] = [[] for _ in chains]
-    try:
-        for chain in chains:
-            chain.ready()
+    with checkpoint if checkpoint is not None else contextlib.nullcontext():
+        chains = [_Remote(ctx, job, c, states[c]) if parallel else _Local(job, c, states[c])
+                  for c in range(num_chains)]
+        try:
+            return _draw(chains, job, key, saved, checkpoint, num_samples=num_samples,
+                         target_ess=target_ess, max_samples=max_samples,
+                         parallel=bool(parallel), start=start)
+        finally:
+            for chain in chains:
+                chain.close()
+
+
+def _draw(chains, job, key, saved, checkpoint, *, num_samples, target_ess, max_samples,
+          parallel, start) -> ChainRun:
+    """The sampling rounds of :func:`run_chains`, in chunks of ``checkpoint.every`` draws."""
+    num_chains = len(chains)
+    states = [chain.ready() for chain in chains]
+    if saved is None:
         first = num_samples if num_samples is not None else min(
             max_samples, max(100, math.ceil(1.5 * target_ess / num_chains)))
-        block = first
-        while True:
+        blocks, pending = [first], first
+        results: list[list[dict]] = [[] for _ in chains]
+    else:
+        blocks, pending, results = list(saved["blocks"]), saved["pending"], saved["results"]
+
+    def save() -> None:
+        if checkpoint is None:
+            return
+        checkpoint.save_run(key, {"blocks": blocks, "pending": pending, "results": results,
+                                  "states": states})
+        if checkpoint.signal_received is not None:
+            raise FitInterrupted(checkpoint.path, sum(blocks) - pending,
+                                 checkpoint.signal_received)
+
+    if saved is None:
+        save()  # the warm-up adaptation, before any draw
+    while True:
+        while pending > 0:
+            chunk = pending if checkpoint is None else min(pending, checkpoint.every)
             for chain in chains:
-                chain.request(block)
+                chain.request(chunk)
             for c, chain in enumerate(chains):
-                results[c].append(chain.result())
-            blocks.append(block)
-            draws = np.stack([np.concatenate([r["draws"] for r in rs]) for rs in results])
-            ess = _min_ess_bulk(draws) if num_chains * draws.shape[1] >= 8 else float("nan")
-            r_hat = _max_r_hat(draws) if num_chains > 1 and draws.shape[1] >= 4 else 1.0
-            done = draws.shape[1]
-            if num_samples is not None or done >= max_samples or (
-                    ess >= target_ess and r_hat < R_HAT_TARGET):
-                break
-            # ESS grows about linearly with the draws: ask for what the rate so far needs
-            # (a third more when only r_hat is short of its target)
-            per_draw = max(ess, 1.0) / done
-            needed = max(math.ceil(1.2 * target_ess / per_draw) - done, math.ceil(done / 3))
-            block = min(max_samples - done, max(50, needed))
-    finally:
-        for chain in chains:
-            chain.close()
+                result = chain.result()
+                states[c] = result.pop("state")
+                results[c].append(result)
+            pending -= chunk
+            save()
+        draws = np.stack([np.concatenate([r["draws"] for r in rs]) for rs in results])
+        ess = _min_ess_bulk(draws) if num_chains * draws.shape[1] >= 8 else float("nan")
+        r_hat = _max_r_hat(draws) if num_chains > 1 and draws.shape[1] >= 4 else 1.0
+        done = draws.shape[1]
+        if num_samples is not None or done >= max_samples or (
+                ess >= target_ess and r_hat < R_HAT_TARGET):
+            break
+        # ESS grows about linearly with the draws: ask for what the rate so far needs
+        # (a third more when only r_hat is short of its target)
+        per_draw = max(ess, 1.0) / done
+        needed = max(math.ceil(1.2 * target_ess / per_draw) - done, math.ceil(done / 3))
+        block = min(max_samples - done, max(50, needed))
+        blocks.append(block)
+        pending = block
     total = draws.shape[1]
     diverging = np.zeros((num_chains, total), dtype=bool)
     for c, rs in enumerate(results):
@@ -373,7 +528,8 @@ def run_chains(
         num_warmup=job["warmup_steps"],
         blocks=blocks,
         min_ess_bulk=ess,
-        parallel=bool(parallel),
+        parallel=parallel,
         wall_time=time.perf_counter() - start,
         sampler="pyro" if _lean_gradient(job) is None else "numpy_nuts",
+        resumed_draws=None if checkpoint is None else checkpoint.resumed_draws,
     )
