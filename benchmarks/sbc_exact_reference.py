@@ -15,18 +15,12 @@ import argparse
 from pathlib import Path
 
 import torch
+from misspecification import laplace_then_importance  # the same SIR fit (this folder)
 
 from bayes_irl import GridWorld
-from bayes_irl.inference import ExactNormalizer, fit
+from bayes_irl.inference import ExactNormalizer
 from bayes_irl.inference.calibration import DemonstrationSimulator, run_calibration
 from bayes_irl.models import DemonstrationModel
-
-
-def importance_after_laplace(model, raw, seed):
-    """Laplace (L-BFGS), then importance sampling with the Laplace guide as proposal."""
-    laplace = fit(model, raw, method="laplace", optimizer="lbfgs", num_samples=10, seed=seed)
-    return fit(model, raw, method="importance", proposal=laplace.extra["guide"],
-               num_proposals=20000, num_samples=199, seed=seed, warn=False)
 
 
 def main():
@@ -39,7 +33,7 @@ def main():
     world = GridWorld.create(size=5, num_features=4, horizon=None, seed=0)
     model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
     result = run_calibration(model, DemonstrationSimulator(200), num_simulations=args.simulations,
-                             fit_fn=importance_after_laplace, num_rank_draws=99, seed=0,
+                             fit_fn=laplace_then_importance, num_rank_draws=99, seed=0,
                              directory=args.out / "simulations", progress_bar=False)
     print(result.summary_table().to_string(float_format=lambda x: f"{x:.3f}"))
 
