@@ -16,7 +16,9 @@ def broadcast_shapes(*shapes) -> torch.Size:
     """The broadcast of integer shapes (NumPy rules), as ``torch.Size``.
 
     Raises:
-        ValueError: if two shapes are not broadcastable (the message names both).
+        RuntimeError: if two shapes are not broadcastable (the message names both); the
+            same exception type as ``torch.broadcast_shapes``, so callers that turn it into
+            an argument error keep working.
     """
     ndim = max((len(s) for s in shapes), default=0)
     out = [1] * ndim
@@ -26,7 +28,7 @@ def broadcast_shapes(*shapes) -> torch.Size:
             if size == out[i] or size == 1:
                 continue
             if out[i] != 1:
-                raise ValueError(
+                raise RuntimeError(
                     f"shapes {[tuple(s) for s in shapes]} are not broadcastable "
                     f"(size {size} against {out[i]} in dimension {i - ndim})"
                 )
