@@ -149,7 +149,7 @@ class LeanPotential:
             point = torch.as_tensor(theta).requires_grad_(True)
             value = self._prior.log_prob(point).sum()
             (grad,) = torch.autograd.grad(value, point)
-        return float(value), grad.numpy()
+        return float(value.detach()), grad.numpy()
 
     def _global(self, local: np.ndarray):
         """n·(-log Z) and its gradient w.r.t. local (S·A,), by exp-space recursion."""

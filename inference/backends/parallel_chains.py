@@ -113,7 +113,7 @@ def _lean_gradient(job: dict):
                 point = torch.from_numpy(np.array(theta)).requires_grad_(True)
                 value = potential({site: point})
                 (grad,) = torch.autograd.grad(value, point)
-            out = float(value), grad.numpy()
+            out = float(value.detach()), grad.numpy()
         return out
 
     return value_and_grad
