@@ -41,7 +41,7 @@ try:  # SciPy's compiled CSR kernel: the public `@` adds ~15 µs of checks per p
 except ImportError:  # pragma: no cover - a SciPy without the private module
     _csr_matvec = None
 
-__all__ = ["LeanPotential"]
+__all__ = ["LeanPotential", "numpy_value_and_grad"]
 
 
 class LeanPotential:
@@ -226,6 +226,36 @@ class LeanPotential:
         if out is None:
             return self.reference(params)
         return _LeanValue.apply(theta, out[0], torch.from_numpy(out[1]), self)
+
+
+def numpy_value_and_grad(
+    potential: Callable[[dict[str, Tensor]], Tensor],
+    site: str,
+    *,
+    dtype: torch.dtype = torch.float64,
+    device: torch.device | str = "cpu",
+) -> Callable[[np.ndarray], tuple[float, np.ndarray]]:
+    """``theta (K,) -> (U, dU/dtheta)`` in float64 NumPy for any potential ``U({site: theta})``.
+
+    For NumPy callers (the MAP search, the NumPy sampler): the potential's own evaluator
+    (:meth:`LeanPotential.value_and_grad`) where it has one and ``dtype`` is float64, and
+    autograd through the torch potential otherwise or where the evaluator declines the
+    input; theta is evaluated in ``dtype`` on ``device``.
+    """
+    lean = getattr(potential, "value_and_grad", None) if dtype == torch.float64 else None
+
+    def value_and_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
+        out = None if lean is None else lean(theta)
+        if out is None:
+            with torch.enable_grad():
+                point = torch.as_tensor(theta, dtype=dtype, device=device).requires_grad_(True)
+                value = potential({site: point})
+                (grad,) = torch.autograd.grad(value, point) if value.requires_grad else (
+                    torch.zeros_like(point),)
+            out = float(value.detach()), grad.detach().cpu().double().numpy()
+        return out
+
+    return value_and_grad
 
 
 def _matvec(matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:

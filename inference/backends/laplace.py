@@ -25,6 +25,8 @@ import pyro
 import scipy.optimize
 import torch
 
+from bayes_irl.models.lean_potential import numpy_value_and_grad
+
 __all__ = ["LaplaceFit", "find_laplace", "model_laplace", "sufficient_statistics_potential"]
 
 
@@ -107,19 +109,13 @@ def find_laplace(
     dtype, device = init.dtype, init.device
     evaluations = 0
 
+    # the model's NumPy evaluator where it has one (no autograd graph per call)
+    evaluate = numpy_value_and_grad(potential, site, dtype=dtype, device=device)
+
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         nonlocal evaluations
         evaluations += 1
-        # the model's NumPy evaluator where it has one (no autograd graph per call)
-        lean = getattr(potential, "value_and_grad", None)
-        out = None if lean is None or dtype != torch.float64 else lean(x)
-        if out is None:
-            with torch.enable_grad():
-                point = torch.as_tensor(x, dtype=dtype, device=device).requires_grad_(True)
-                loss = potential({site: point})
-                (grad,) = torch.autograd.grad(loss, point) if loss.requires_grad else (
-                    torch.zeros_like(point),)
-            out = float(loss.detach()), grad.detach().cpu().double().numpy()
+        out = evaluate(x)
         if not (np.isfinite(out[0]) and np.isfinite(out[1]).all()):
             raise FloatingPointError(
                 f"the potential (or its gradient) became {out[0]} during the MAP search; "

@@ -55,6 +55,7 @@ from pyro.infer import HMC, NUTS
 from bayes_irl.inference.backends.lean_nuts import LeanNUTS
 from bayes_irl.inference.checkpoint import FitInterrupted
 from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
+from bayes_irl.models.lean_potential import numpy_value_and_grad
 
 __all__ = ["ChainRun", "run_chains"]
 
@@ -104,19 +105,7 @@ def _lean_gradient(job: dict):
     if (lean is None or job["kernel"] != "nuts" or job["adapt_mass_matrix"]
             or job.get("sampler", "auto") == "pyro" or job["loc"].dtype != torch.float64):
         return None
-    potential, site = job["potential"], job["site"]
-
-    def value_and_grad(theta: np.ndarray):
-        out = lean(theta)
-        if out is None:
-            with torch.enable_grad():
-                point = torch.from_numpy(np.array(theta)).requires_grad_(True)
-                value = potential({site: point})
-                (grad,) = torch.autograd.grad(value, point)
-            out = float(value.detach()), grad.numpy()
-        return out
-
-    return value_and_grad
+    return numpy_value_and_grad(job["potential"], job["site"])
 
 
 class _LeanChain:
