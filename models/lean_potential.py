@@ -41,10 +41,73 @@ try:  # SciPy's compiled CSR kernel: the public `@` adds ~15 µs of checks per p
 except ImportError:  # pragma: no cover - a SciPy without the private module
     _csr_matvec = None
 
-__all__ = ["LeanPotential", "numpy_value_and_grad"]
+__all__ = ["LeanPotential", "NumpyPotential", "closed_form_normal", "numpy_value_and_grad"]
 
 
-class LeanPotential:
+class NumpyPotential:
+    """A potential ``U({site: theta}) -> scalar`` with a NumPy evaluator beside it.
+
+    Subclasses set ``site``, ``reference`` (the autograd potential they reproduce),
+    ``_prior`` and ``_normal`` (:func:`closed_form_normal`), and implement
+    :meth:`value_and_grad`. Calling the object gives the torch interface: the NumPy value
+    with the NumPy gradient as its backward for one float64 theta of shape (K,) on the CPU,
+    and the reference for everything else (batches, other dtypes, second derivatives,
+    inputs the evaluator declines).
+    """
+
+    site: str
+    reference: Callable[[dict[str, Tensor]], Tensor]
+    _prior: object
+    _normal: tuple[np.ndarray, np.ndarray] | None
+
+    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
+        """``(U(theta), dU/dtheta)`` for theta of shape (K,), or None to defer to the reference."""
+        raise NotImplementedError
+
+    def _log_prior(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(log p(theta), d log p / d theta)``: closed form for a Normal, else torch."""
+        if self._normal is not None:
+            loc, scale = self._normal
+            z = (theta - loc) / scale
+            value = -0.5 * z @ z - np.log(scale).sum() - 0.5 * len(theta) * np.log(2 * np.pi)
+            return float(value), -z / scale
+        with torch.enable_grad():
+            point = torch.as_tensor(theta).requires_grad_(True)
+            value = self._prior.log_prob(point).sum()
+            (grad,) = torch.autograd.grad(value, point)
+        return float(value.detach()), grad.numpy()
+
+    def __call__(self, params: dict[str, Tensor]) -> Tensor:
+        """``U({site: theta})``: lean for one float64 theta (K,), the reference otherwise."""
+        theta = params[self.site]
+        if theta.dim() != 1 or theta.dtype != torch.float64 or theta.device.type != "cpu":
+            return self.reference(params)
+        if not theta.requires_grad:
+            out = self.value_and_grad(theta.detach().numpy())
+            return self.reference(params) if out is None else theta.new_tensor(out[0])
+        out = self.value_and_grad(theta.detach().numpy())
+        if out is None:
+            return self.reference(params)
+        return _LeanValue.apply(theta, out[0], torch.from_numpy(out[1]), self)
+
+
+def closed_form_normal(prior, size: int) -> tuple[np.ndarray, np.ndarray] | None:
+    """``(loc, scale)`` of shape (size,) for a plain (or ``to_event``) torch Normal, else None.
+
+    The NumPy evaluators write that log density out; any other prior goes through torch.
+    """
+    base = getattr(prior, "base_dist", prior)
+    if type(base) in (torch.distributions.Normal,) or (
+        isinstance(base, torch.distributions.Normal)
+        and type(base).log_prob is torch.distributions.Normal.log_prob
+    ):
+        loc = base.loc.detach().cpu().double().numpy()
+        scale = base.scale.detach().cpu().double().numpy()
+        return np.broadcast_to(loc, (size,)), np.broadcast_to(scale, (size,))
+    return None
+
+
+class LeanPotential(NumpyPotential):
     """U(theta) and its gradient by a NumPy soft-Bellman loop (see the module docstring).
 
     Args:
@@ -103,16 +166,7 @@ class LeanPotential:
             None if value_weights is None else value_weights.detach().cpu().double().numpy()
         )
         self._prior = prior
-        base = getattr(prior, "base_dist", prior)
-        self._normal = None
-        if type(base) in (torch.distributions.Normal,) or (
-            isinstance(base, torch.distributions.Normal)
-            and type(base).log_prob is torch.distributions.Normal.log_prob
-        ):
-            loc = base.loc.detach().cpu().double().numpy()
-            scale = base.scale.detach().cpu().double().numpy()
-            k = self._phi.shape[1]
-            self._normal = (np.broadcast_to(loc, (k,)), np.broadcast_to(scale, (k,)))
+        self._normal = closed_form_normal(prior, self._phi.shape[1])
 
     # ------------------------------------------------------------------ NumPy interface
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
@@ -138,18 +192,6 @@ class LeanPotential:
         if not (np.isfinite(value) and np.isfinite(grad).all()):
             return None
         return float(value), grad
-
-    def _log_prior(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
-        if self._normal is not None:
-            loc, scale = self._normal
-            z = (theta - loc) / scale
-            value = -0.5 * z @ z - np.log(scale).sum() - 0.5 * len(theta) * np.log(2 * np.pi)
-            return float(value), -z / scale
-        with torch.enable_grad():
-            point = torch.as_tensor(theta).requires_grad_(True)
-            value = self._prior.log_prob(point).sum()
-            (grad,) = torch.autograd.grad(value, point)
-        return float(value.detach()), grad.numpy()
 
     def _global(self, local: np.ndarray):
         """n·(-log Z) and its gradient w.r.t. local (S·A,), by exp-space recursion."""
@@ -212,20 +254,6 @@ class LeanPotential:
             grad_local += grad_q
             adjoint = _matvec(self._pt, grad_q.reshape(-1), weights[t + 1].copy())
         return total, grad_local.reshape(-1)
-
-    # ------------------------------------------------------------------ torch interface
-    def __call__(self, params: dict[str, Tensor]) -> Tensor:
-        """``U({site: theta})``: lean for one float64 theta (K,), the reference otherwise."""
-        theta = params[self.site]
-        if theta.dim() != 1 or theta.dtype != torch.float64 or theta.device.type != "cpu":
-            return self.reference(params)
-        if not theta.requires_grad:
-            out = self.value_and_grad(theta.detach().numpy())
-            return self.reference(params) if out is None else theta.new_tensor(out[0])
-        out = self.value_and_grad(theta.detach().numpy())
-        if out is None:
-            return self.reference(params)
-        return _LeanValue.apply(theta, out[0], torch.from_numpy(out[1]), self)
 
 
 def numpy_value_and_grad(

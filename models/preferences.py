@@ -30,6 +30,8 @@ replicated observations for posterior predictive checks.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import pyro
 import torch
@@ -46,7 +48,8 @@ from bayes_irl.models.preference_data import (
     prepare_comparisons,
     prepare_rankings,
 )
-from bayes_irl.rewards import RewardModel
+from bayes_irl.models.preference_potential import BradleyTerryPotential
+from bayes_irl.rewards import LinearReward, RewardModel
 from bayes_irl.validation import as_int_tensor, positive_int
 
 __all__ = [
@@ -423,6 +426,41 @@ class PreferenceModel:
         """
         theta = self.reward_model()
         return self.observe(theta, data, subsample=subsample)
+
+    def sufficient_statistics_potential(self, data: Any) -> BradleyTerryPotential | None:
+        r"""A potential energy whose cost does not grow with the number of comparisons, or None.
+
+        Bradley-Terry comparisons without ties and with a fixed beta, on a
+        :class:`bayes_irl.LinearReward` whose prior has real support: the data enter through
+        the distinct signed feature differences d_u = s_j beta (F(a_j) - F(b_j)) and their
+        counts, and ``U(theta) = -log p(theta) - sum_u c_u log sigma(theta . d_u)`` (see
+        :mod:`bayes_irl.models.preference_potential`). Laplace, NUTS and SVI then run on it
+        with a NumPy gradient.
+
+        Args:
+            data: prepared comparisons (:class:`PreparedPreferences`).
+
+        Returns:
+            ``potential({site_name: theta (K,)}) -> scalar``, the negative log joint density
+            up to a constant (a batch of thetas gives a batch), or None.
+        """
+        reward = self.reward_model
+        if (not isinstance(reward, LinearReward) or self.likelihood != "bradley_terry"
+                or self.ties is not None or self.has_latent_judge
+                or not isinstance(data, PreparedPreferences) or not data.is_pairwise):
+            return None
+        if reward.prior.support is not constraints.real:
+            return None
+        dtype = reward.features.dtype
+        basis = torch.eye(reward.num_params, dtype=dtype)
+        item_features = self.returns(basis, data.items).T  # (m, K): returns are linear
+        outcomes = data.observations()
+        if ((outcomes != 0) & (outcomes != 1)).any():
+            return None
+        return BradleyTerryPotential.from_comparisons(
+            item_features, data.first, data.second, outcomes, beta=self.beta,
+            prior=reward.prior, site=reward.site_name,
+        )
 
     def arviz_groups(self, data: PreparedPreferences) -> dict:
         """Return observed_data, constant_data, coords and dims for ArviZ."""

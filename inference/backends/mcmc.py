@@ -188,9 +188,11 @@ def run_mcmc(
         potential = sufficient_statistics_potential(model, data)
         if potential is None and sufficient_statistics:
             raise ValueError(
-                "sufficient_statistics=True needs a DemonstrationModel with a LinearReward "
-                "(real-support prior), an exact global normaliser, given_initial_state=False "
-                "and full-length demonstrations"
+                "sufficient_statistics=True needs a model that offers a sufficient-statistics "
+                "potential: a DemonstrationModel with a LinearReward (real-support prior) and "
+                "an exact normaliser (global: given_initial_state=False and full-length "
+                "demonstrations), or a Bradley-Terry PreferenceModel with a LinearReward, a "
+                "fixed beta and no ties"
             )
     chains, diverging, step_sizes, accept, recorders = [], [], [], [], []
     start = time.perf_counter()
