@@ -11,9 +11,13 @@ python3 "$HERE/imitation/make_example.py" --n "$N" --demos "$D" --seed 0 --out-d
 MDP="$OUT/mdp_n${N}_s0.npz"; DEMOS="$OUT/demos_n${N}_d${D}_s0.npz"
 t() { /usr/bin/time -f "  wall %e s, cpu %U+%S s" "$@"; }
 echo "N=$N demos=$D load: $(cut -d' ' -f1-3 /proc/loadavg)"
-echo "imitation MCEIRL (lr 0.01, max-iter 1000):"
-t "$HERE/.venv-imitation/bin/python" "$HERE/imitation/run_mce.py" --mdp "$MDP" --demos "$DEMOS" \
-    --out "$OUT/imitation_n${N}_d${D}.json" --max-iter 1000 --lr 0.01 --seed 0 2>&1 | tail -2
+if [ -x "$HERE/.venv-imitation/bin/python" ]; then
+    echo "imitation MCEIRL (lr 0.01, max-iter 1000):"
+    t "$HERE/.venv-imitation/bin/python" "$HERE/imitation/run_mce.py" --mdp "$MDP" --demos "$DEMOS" \
+        --out "$OUT/imitation_n${N}_d${D}.json" --max-iter 1000 --lr 0.01 --seed 0 2>&1 | tail -2
+else
+    echo "imitation MCEIRL: skipped (no benchmarks/.venv-imitation; see imitation/setup.sh)"
+fi
 for m in "$@"; do
     echo "bayes-irl fit --method $m --kind causal (load $(cut -d' ' -f1 /proc/loadavg)):"
     t "$HERE/../.venv/bin/bayes-irl" fit --mdp "$MDP" --demos "$DEMOS" --kind causal --method "$m" \
