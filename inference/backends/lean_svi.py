@@ -12,28 +12,33 @@ with plain float64 arrays:
 * reparameterised gradients from ``num_pairs`` antithetic pairs (eps, -eps) per step:
   ``d/dmu = E[grad U]``, ``d/dL = tril(E[grad U eps^T]) - diag(1 / L_ii)`` (the entropy's
   gradient is exact);
-* a control variate with known expectation, the linearised gradient
-  c(theta) = g_0 + H_0 (theta - mu_0) at the Laplace fit (MAP mu_0, Hessian H_0):
-  E_q[c] = g_0 + H_0 (mu - mu_0) and E_q[c eps^T] = H_0 L, so only the residual
-  grad U - c is estimated by Monte Carlo. The estimator stays unbiased for any fixed H_0;
-  for a near-Gaussian posterior the residual, and with it the gradient noise, is small;
-* Adam on whitened parameters: mu = mu_0 + L_0 m and L = L_0 T (L_0 the Laplace Cholesky
-  factor, or for the mean-field guide the diagonal 1/sqrt(diag H_0)), T lower triangular
-  with its diagonal as exp(d). The run starts at the Laplace fit (m = 0, T = I), where the
-  target is close to N(0, I).
+* a control variate with known expectation, a linear model of the gradient
+  c(theta) = b + C theta: E_q[c] = b + C mu and E_q[c eps^T] = C L, so only the residual
+  grad U - c is estimated by Monte Carlo. It starts as the linearisation at the Laplace
+  fit (C = H_0, the Hessian there) and is refitted by least squares on the (theta,
+  grad U) pairs of the averaged tail (below) after every window. It depends only on
+  earlier steps, so the estimator stays unbiased; for a near-Gaussian posterior the
+  residual, and with it the gradient noise, is small;
+* Adam on whitened parameters: mu = mu_0 + L_0 m with L_0 the Laplace Cholesky factor,
+  and L = W T with W = L_0 (full rank) or diag(1/sqrt(diag H_0)) (mean-field), T lower
+  triangular (diagonal) with its diagonal as exp(d). The run starts at the Laplace fit
+  (m = 0, T = I), where the target is close to N(0, I).
 
-Stopping rule (ELBO-gradient stationarity). Each step records the guide's standardised
-gradients: the mean score a = L^T E_q[grad U] (for a Gaussian posterior N(m*, S) with
-S = L L^T exactly -L^{-1}(mu - m*): the mean's error in its own sds) and the scale score
-R = tril(L^T E_q[grad U eps^T]) - I (the gradient in log-scale directions L -> L(I + delta);
-in one dimension R = sigma^2 / s^2 - 1, about twice the relative sd error). After each
-``window`` steps (from the second window on) the window means of a and R / 2 and their
-standard errors are formed; the run stops when every coordinate satisfies
-``|mean| + 2 se <= tol``: the guide is within ``tol`` posterior sds (mean) and ``tol``
-relative (sds) of an ELBO stationary point, beyond the Monte-Carlo noise. The returned
-guide is the average of that window's iterates (Polyak averaging: the average of Adam's
-iterates, not the last one, sits where the averaged gradient vanishes). At ``num_steps``
-without stopping, the last window's average is returned and ``converged`` is False.
+Stopping rule (ELBO-gradient stationarity). Each step records standardised gradients: the
+mean score a = L_0^T E_q[grad U] (for a Gaussian posterior N(m*, S) and S = L_0 L_0^T
+exactly -L_0^{-1}(mu - m*): the mean's error in posterior sds, whitened) and half the
+scale score R = tril(L^T E_q[grad U eps^T]) - I (the gradient in the log-scale directions
+L -> L(I + delta); in one dimension R = sigma^2 / s^2 - 1, about twice the relative sd
+error). The steps are grouped in windows of ``window`` steps; after each window the tail,
+the last half of the windows so far, is averaged: the means of a and R / 2 over its steps
+with standard errors (the larger of the i.i.d. one and the batch-means one over its
+windows, since successive iterates are correlated). The run stops when the tail has at
+least 4 windows and every coordinate satisfies ``|mean| + 2 se <= tol`` (default 0.05):
+the guide is within about ``tol`` posterior sds (mean) and ``tol`` relative (sds) of an
+ELBO stationary point, beyond the Monte-Carlo noise. The returned guide is the average of
+the tail's iterates (Polyak averaging: Adam's average iterate, not its last one, sits where
+the averaged gradient vanishes). At ``num_steps`` without stopping the tail average is
+returned and ``converged`` is False.
 
 The recorded loss is the negative ELBO estimate with the quadratic control variate
 (the quadratic model of U at the Laplace fit, whose Gaussian expectation is exact), so its
@@ -65,8 +70,8 @@ class LeanSVIFit:
         scale_tril: the guide's Cholesky factor L, shape (D, D) (diagonal for mean-field).
         losses: negative ELBO estimate per step, shape (num_steps_run,).
         converged: whether the stationarity rule stopped the run before ``num_steps``.
-        stationarity: ``max |mean| + 2 se`` of the standardised gradients over the last
-            window (the rule's statistic; compare with ``tol``).
+        stationarity: ``max |mean| + 2 se`` of the standardised gradients over the
+            averaged tail (the rule's statistic; compare with ``tol``).
         num_evaluations: potential evaluations (2 · num_pairs per step).
         wall_time: seconds in the loop.
         state: the loop's complete state (parameters, Adam moments, RNG, window
