@@ -225,3 +225,18 @@ def test_non_finite_potential_is_an_error():
     with pytest.raises(FloatingPointError, match="became nan"):
         fit_gaussian_guide(value_and_grad, loc=np.zeros(2), covariance=np.eye(2),
                            mean_field=False, num_steps=100, seed=0)
+
+
+def test_guide_ignores_parameters_left_in_the_store(problem):
+    # a PyroModule guide reads a parameter from the param store when its name is there:
+    # the fitted guide must not pick up an earlier fit's parameters of the same names
+    import pyro
+
+    model, demos, _ = problem
+    options = dict(num_samples=10, seed=0, progress_bar=False)
+    alone = fit(model, demos, method="svi", **options).extra["guide"].get_posterior()
+    pyro.clear_param_store()
+    fit(model, demos, method="svi", svi_backend="pyro", num_steps=20, **options)
+    after = fit(model, demos, method="svi", **options).extra["guide"].get_posterior()
+    torch.testing.assert_close(after.mean, alone.mean, rtol=0, atol=0)
+    torch.testing.assert_close(after.covariance_matrix, alone.covariance_matrix, rtol=0, atol=0)

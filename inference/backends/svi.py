@@ -455,6 +455,10 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
                         wall_time=fitted.wall_time)
     target = _potential_model(model, laplace)
     guide_fn = _laplace_initialised_guide(target, cls, result, data)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        # register the fitted parameters in the (cleared) param store, as an SVI step
+        # does: a PyroModule guide reads a parameter from the store when the name is there
+        guide_fn(data)
     # draws from N(mu, L L^T) directly (the guide's MultivariateNormal would import SymPy)
     noise = torch.randn(num_samples, loc.shape[0], dtype=loc.dtype)
     return guide_posterior(
