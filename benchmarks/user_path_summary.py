@@ -32,10 +32,15 @@ def main() -> None:
     mdp = np.load(OUT / f"mdp_n{n}_s0.npz")
     features, true = mdp["features"], mdp["true_weights"]
     true_r = features @ true
-    imitation = json.loads((OUT / f"imitation_n{n}_d{demos}.json").read_text())
-    print(f"| {n}x{n}, {demos} demos | imitation MCEIRL | train {imitation['wall_time_s']:.1f} s "
-          f"(cpu {imitation['train_cpu_time_s']:.1f} s), {imitation['iterations']} it | "
-          f"r = {imitation['final_correlation']:.4f} | |")
+    imitation_file = OUT / f"imitation_n{n}_d{demos}.json"
+    if not imitation_file.exists():  # imitation's venv absent: user_path.sh skipped it
+        print(f"| {n}x{n}, {demos} demos | imitation MCEIRL | (not run) | | |")
+    else:
+        imitation = json.loads(imitation_file.read_text())
+        print(f"| {n}x{n}, {demos} demos | imitation MCEIRL | "
+              f"train {imitation['wall_time_s']:.1f} s "
+              f"(cpu {imitation['train_cpu_time_s']:.1f} s), {imitation['iterations']} it | "
+              f"r = {imitation['final_correlation']:.4f} | |")
     for method in methods:
         path = OUT / f"bayes_{method}_n{n}_d{demos}" / "posterior.nc"
         if not path.exists():
@@ -54,7 +59,9 @@ def main() -> None:
                      f"{ess.min() / wall:.1f} ESS/s, {draws.shape[0]}x{draws.shape[1]} draws, "
                      f"{int(idata.sample_stats['diverging'].values.sum())} div.")
         elif method == "svi":
-            extra = f"{attrs.get('num_steps_run', attrs.get('num_steps', '?'))} steps"
+            extra = (f"{attrs.get('num_steps_run', attrs.get('num_steps', '?'))} steps "
+                     f"({attrs.get('svi_backend', 'pyro')}), converged "
+                     f"{attrs.get('converged', '?')}")
         print(f"| {n}x{n}, {demos} demos | bayes-irl {method} | fit {wall:.2f} s | "
               f"r = {pearson(features @ mean, true_r):.4f} | {extra} |")
 

@@ -36,6 +36,8 @@ import scipy.sparse
 import torch
 from torch import Tensor
 
+from bayes_irl.models.lean_kernels import causal_kernel
+
 try:  # SciPy's compiled CSR kernel: the public `@` adds ~15 µs of checks per product
     from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
 except ImportError:  # pragma: no cover - a SciPy without the private module
@@ -166,6 +168,7 @@ class LeanPotential(NumpyPotential):
             None if value_weights is None else value_weights.detach().cpu().double().numpy()
         )
         self._prior = prior
+        self.use_kernel = True  # the compiled causal kernel where Numba is installed
         self._normal = closed_form_normal(prior, self._phi.shape[1])
 
     # ------------------------------------------------------------------ NumPy interface
@@ -226,7 +229,17 @@ class LeanPotential(NumpyPotential):
         return -self._count * log_z, -self._count * grad_local.reshape(-1)
 
     def _causal(self, local: np.ndarray):
-        """sum_t W[t]·V_t and its gradient w.r.t. local (S·A,)."""
+        """sum_t W[t]·V_t and its gradient w.r.t. local (S·A,).
+
+        The compiled kernel of :mod:`bayes_irl.models.lean_kernels` where Numba is
+        installed (and ``use_kernel`` is True), else the NumPy loop below.
+        """
+        kernel = causal_kernel() if self.use_kernel else None
+        if kernel is not None:
+            total, grad_local = kernel(
+                local, self._p.indptr, self._p.indices, self._p.data, self._weights,
+                self.num_states, self.num_actions)
+            return (total, grad_local) if np.isfinite(total) else None
         num_states, num_actions, horizon = self.num_states, self.num_actions, self.horizon
         local = local.reshape(num_states, num_actions)
         weights = self._weights

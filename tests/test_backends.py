@@ -195,8 +195,15 @@ def test_importance_warns_on_high_khat(problem):
 def test_importance_with_guide_proposal_is_more_efficient(problem):
     # A fitted full-covariance guide covers the posterior: the relative ESS must beat the
     # prior proposal's (~1% measured) by far.
+    # Pyro's SVI loop: the NumPy loop's guide (the ELBO optimum within 0.05 sd) gives an
+    # even higher ESS here (96% against Pyro's 80-95%) but PSIS k-hat 1.3-2.0 (4 seeds x 3
+    # proposal seeds), Pyro's 300-step iterates 0.1-0.8: the near-exact fit leaves log
+    # weights with sd 0.18 and a few draws +1.2 out in the posterior's heavier tail, a
+    # relative tail that PSIS reads as heavy (the weights' variance is infinite for any
+    # Gaussian guide much narrower than the prior; see the issue 14 notes)
     _, model, demos, data = problem
-    svi = fit(model, demos, method="svi", num_steps=300, num_samples=10, progress_bar=False)
+    svi = fit(model, demos, method="svi", num_steps=300, num_samples=10, progress_bar=False,
+              svi_backend="pyro")
     guided = run_importance(model, data, proposal=svi.extra["guide"], num_proposals=2000,
                             num_samples=500)
     prior = run_importance(model, data, num_proposals=2000, num_samples=500, warn=False)

@@ -76,6 +76,9 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--num-steps", type=int, default=5000, help="SVI steps (default 5000, from the Laplace fit)"
     )
+    fit.add_argument("--svi-backend", choices=("auto", "lean", "pyro"), default="auto",
+                     help="SVI loop: NumPy for Gaussian guides on a cheap potential where it "
+                     "applies, stopping at ELBO stationarity (auto), or Pyro's (pyro)")
     fit.add_argument(
         "--num-samples",
         type=int,
@@ -238,6 +241,7 @@ def _fit(args) -> int:
         options.update(num_steps=args.num_steps)
         if args.method == "svi":
             options["guide"] = args.guide
+            options["svi_backend"] = args.svi_backend
     if args.method == "svi":
         options["checkpoint"] = SVICheckpoint(
             out / CHECKPOINT_FILES["svi"], every=args.checkpoint_every or 500,

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import math
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -28,9 +29,12 @@ from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
 from bayes_irl.inference.backends.laplace import LaplaceFit, model_laplace
+from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
+from bayes_irl.inference.checkpoint import FitInterrupted, _atomic_save
 from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.inference.rng import preserve_global_state
+from bayes_irl.models.lean_potential import numpy_value_and_grad
 
 __all__ = [
     "SVIResult",
@@ -244,6 +248,7 @@ def run_svi(
     window: int | None = None,
     rtol: float = 1e-4,
     clip_norm: float | None = 10.0,
+    svi_backend: str = "auto",
 ) -> Posterior:
     """Fit by SVI and return ``num_samples`` independent draws from the fitted guide.
 
@@ -280,6 +285,14 @@ def run_svi(
         rtol: relative loss change that counts as a plateau.
         clip_norm: the elementwise gradient clamp (see :func:`optimise`); None for an
             importance normaliser with a fresh bank per step.
+        svi_backend: ``"auto"`` (default): the NumPy loop of
+            :mod:`~bayes_irl.inference.backends.lean_svi` where it applies (a Laplace
+            start, the ``multivariate_normal`` or ``normal`` guide, a potential with a
+            NumPy gradient in float64), which stops at ELBO-gradient stationarity
+            (``num_steps`` is its cap, ``window`` its window, ``num_particles`` its
+            antithetic pairs per step; ``rtol`` and ``clip_norm`` do not apply), else
+            Pyro's SVI; ``"pyro"``: always Pyro's; ``"lean"``: the NumPy loop or a
+            ValueError where it does not apply.
 
     Returns:
         A :class:`Posterior` with ``method="svi"``; ``extra["guide"]`` holds the fitted
@@ -300,11 +313,24 @@ def run_svi(
     """
     if init not in ("laplace", "prior"):
         raise ValueError(f"init must be 'laplace' or 'prior'; got {init!r}")
+    if svi_backend not in ("auto", "lean", "pyro"):
+        raise ValueError(f"svi_backend must be 'auto', 'lean' or 'pyro'; got {svi_backend!r}")
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
     laplace = None
     if init == "laplace" and not getattr(model, "subsample_size", None) and callback is None:
         laplace = model_laplace(model, data)
+    lean = svi_backend != "pyro" and _lean_applies(laplace, guide)
+    if svi_backend == "lean" and not lean:
+        raise ValueError(
+            "svi_backend='lean' needs init='laplace', no subsampling and no callback, the "
+            "'multivariate_normal' or 'normal' guide and a model with a float64 cheap "
+            "potential that has a NumPy gradient; use svi_backend='auto' or 'pyro'")
+    if lean:
+        return _run_lean_svi(
+            model, data, laplace, guide, num_steps=num_steps, learning_rate=learning_rate / 5,
+            num_pairs=num_particles, num_samples=num_samples, seed=seed,
+            window=window, checkpoint=checkpoint)
     target = model
     if laplace is None:
         guide_fn = make_guide(model, guide)
@@ -348,8 +374,109 @@ def run_svi(
             "learning_rates": ", ".join(f"{r:.3g}" for r in result.learning_rates),
             "num_particles": num_particles,
             "init": "prior" if laplace is None else "laplace",
+            "svi_backend": "pyro",
             "potential": "model" if laplace is None else "sufficient_statistics",
             "wall_time_s": result.wall_time + (0.0 if laplace is None else laplace.wall_time),
+        },
+    )
+
+
+def _lean_applies(laplace: LaplaceFit | None, guide) -> bool:
+    """Whether :func:`_run_lean_svi` can fit ``guide`` from ``laplace`` (see ``run_svi``)."""
+    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    return (
+        laplace is not None
+        and cls in (autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
+        and callable(getattr(laplace.potential, "value_and_grad", None))
+        and laplace.loc.dtype == torch.float64
+        and laplace.loc.device.type == "cpu"
+    )
+
+
+_LEAN_FORMAT = "bayes_irl.lean_svi_checkpoint.v1"
+
+
+def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
+                  learning_rate: float, num_pairs: int, num_samples: int, seed: int,
+                  window: int | None, checkpoint) -> Posterior:
+    """SVI of a Gaussian guide by :func:`~bayes_irl.inference.backends.lean_svi.fit_gaussian_guide`.
+
+    The fitted mean and Cholesky factor go into the same Pyro guide the Pyro path would
+    return (started at them instead of the Laplace fit), and the draws come from
+    N(mu, L L^T) directly. With a checkpoint the loop's state is saved every
+    ``checkpoint.every`` steps and on SIGINT/SIGTERM, and a resumed run continues it
+    bit-identically.
+    """
+    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    mean_field = cls is autoguide.AutoNormal
+    window = 25 if window is None else window
+    key = {"num_steps": num_steps, "seed": seed, "learning_rate": learning_rate,
+           "num_pairs": num_pairs, "window": window, "mean_field": mean_field,
+           "loc": laplace.loc.tolist(), "covariance": laplace.covariance.tolist()}
+    state = None
+    if checkpoint is not None and checkpoint.resume and checkpoint.path.exists():
+        try:
+            saved = torch.load(checkpoint.path, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+            raise ValueError(f"{checkpoint.path} is not a readable SVI checkpoint: {err}") from err
+        if not isinstance(saved, dict) or saved.get("format") != _LEAN_FORMAT:
+            raise ValueError(f"{checkpoint.path} is not a checkpoint of the NumPy SVI loop "
+                             "(svi_backend='lean'); resume with the back-end that wrote it")
+        if saved["key"] != key:
+            differ = sorted(k for k in key if saved["key"].get(k) != key[k])
+            raise ValueError(f"{checkpoint.path} was written by a run with other settings "
+                             f"({', '.join(differ)}): use the same settings to resume")
+        state = saved["state"]
+        checkpoint.resumed_from = int(state["step"])
+
+    def save(steps: int, current: dict) -> None:
+        checkpoint.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save({"format": _LEAN_FORMAT, "key": key, "state": current}, checkpoint.path)
+
+    def on_step(steps: int, current: dict) -> None:
+        if checkpoint.signal_received is not None:
+            save(steps, current)
+            raise FitInterrupted(checkpoint.path, steps, checkpoint.signal_received)
+        if steps % checkpoint.every == 0 and steps < num_steps:
+            save(steps, current)
+
+    with checkpoint or contextlib.nullcontext():
+        fitted = fit_gaussian_guide(
+            numpy_value_and_grad(laplace.potential, laplace.site),
+            loc=laplace.loc.numpy(), covariance=laplace.covariance.numpy(),
+            mean_field=mean_field, num_steps=num_steps, seed=seed,
+            learning_rate=learning_rate, num_pairs=num_pairs, window=window, state=state,
+            on_step=None if checkpoint is None else on_step)
+    loc = torch.from_numpy(fitted.loc)
+    chol = torch.from_numpy(fitted.scale_tril)
+    result = LaplaceFit(site=laplace.site, loc=loc, covariance=chol @ chol.T,
+                        potential=laplace.potential, grad_norm=math.nan,
+                        num_evaluations=fitted.num_evaluations, converged=fitted.converged,
+                        wall_time=fitted.wall_time)
+    target = _potential_model(model, laplace)
+    guide_fn = _laplace_initialised_guide(target, cls, result, data)
+    with torch.no_grad(), torch.random.fork_rng(devices=[]):
+        # register the fitted parameters in the (cleared) param store, as an SVI step
+        # does: a PyroModule guide reads a parameter from the store when the name is there
+        guide_fn(data)
+    # draws from N(mu, L L^T) directly (the guide's MultivariateNormal would import SymPy)
+    noise = torch.randn(num_samples, loc.shape[0], dtype=loc.dtype)
+    return guide_posterior(
+        model, data, guide_fn, losses=fitted.losses, num_samples=num_samples,
+        draws={laplace.site: loc + noise @ chol.T},
+        attrs={
+            "seed": seed,
+            "num_steps": num_steps,
+            "num_steps_run": len(fitted.losses),
+            "converged": int(fitted.converged),
+            "learning_rate": learning_rate,
+            "learning_rates": f"{learning_rate:.3g}",
+            "num_particles": num_pairs,
+            "init": "laplace",
+            "svi_backend": "lean",
+            "stationarity": fitted.stationarity,
+            "potential": "sufficient_statistics",
+            "wall_time_s": fitted.wall_time + laplace.wall_time,
         },
     )
 
