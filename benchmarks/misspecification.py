@@ -10,6 +10,9 @@ Laplace (L-BFGS) fits, N simulations per case:
   (Laplace: the (theta, beta) posterior is a curved ridge along beta * theta);
 * ``beta_unknown_latent_is``: the same, fitted by importance sampling (20000 draws) with
   the Laplace approximation as the proposal, which handles the ridge;
+* ``beta_unknown_latent_ridge``: the same, fitted by
+  ``fit(..., method="rationality_importance")`` (importance sampling in
+  (w = beta theta, log beta), where the ridge is straight; 20000 Student-t proposals);
 * ``causal_data``: a maximum-causal-entropy demonstrator fitted with the global model;
 * ``outside_span``: a reward offset outside the feature span (N(0, 1) per (s, a), fixed).
 
@@ -40,6 +43,16 @@ def laplace_then_importance(model, raw, seed):
                num_proposals=20000, num_samples=199, seed=seed, warn=False)
 
 
+def ridge_importance(model, raw, seed):
+    """Importance sampling in (beta * theta, log beta) (the ridge made straight)."""
+    return fit(model, raw, method="rationality_importance", num_proposals=20000,
+               num_samples=199, seed=seed)
+
+
+CUSTOM_FITS = {"beta_unknown_latent_is": laplace_then_importance,
+               "beta_unknown_latent_ridge": ridge_importance}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--simulations", type=int, default=40)
@@ -62,6 +75,7 @@ def main():
                                                              rationality=LogNormalRationality())),
         "beta_unknown_latent": (latent, DemonstrationSimulator(100)),
         "beta_unknown_latent_is": (latent, DemonstrationSimulator(100)),
+        "beta_unknown_latent_ridge": (latent, DemonstrationSimulator(100)),
         "causal_data": (fixed, DemonstrationSimulator(100, kind="causal")),
         "outside_span": (fixed, DemonstrationSimulator(100, reward_offset=offset)),
     }
@@ -70,7 +84,7 @@ def main():
     for name in args.cases:
         model, simulator = cases[name]
         start = time.perf_counter()
-        fit_fn = laplace_then_importance if name.endswith("_is") else None
+        fit_fn = CUSTOM_FITS.get(name)
         result = run_calibration(model, simulator, num_simulations=args.simulations,
                                  method="laplace", fit_fn=fit_fn,
                                  options={"optimizer": "lbfgs", "num_samples": 199},
