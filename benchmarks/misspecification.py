@@ -49,6 +49,24 @@ def ridge_importance(model, raw, seed):
                num_samples=199, seed=seed)
 
 
+def write_figures(result, folder):
+    """The calibrate command's outputs for one case (NetCDF, coverage table, PIT-ECDF)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayes_irl.app.calibration_plots import plot_pit_ecdf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    result.to_inference_data().to_netcdf(str(folder / "calibration.nc"))
+    result.summary_table().to_csv(folder / "coverage.csv")
+    fig = plot_pit_ecdf(result)[0].figure
+    fig.tight_layout()
+    fig.savefig(folder / "pit_ecdf.png", dpi=110)
+    plt.close(fig)
+
+
 CUSTOM_FITS = {"beta_unknown_latent_is": laplace_then_importance,
                "beta_unknown_latent_ridge": ridge_importance}
 
@@ -59,6 +77,9 @@ def main():
     parser.add_argument("--cases", nargs="+", default=[
         "correct", "beta_unknown_fixed", "beta_unknown_latent", "causal_data", "outside_span"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/calibration/misspec"))
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="write calibration.nc, coverage.csv and pit_ecdf.png per case "
+                             "into FIGURES/<case>")
     args = parser.parse_args()
     torch.set_num_threads(1)
     world = GridWorld.create(size=3, num_features=2, horizon=4, seed=1)
@@ -94,6 +115,8 @@ def main():
         weights = [i for i, n in enumerate(result.names) if n.startswith("weights[")]
         c50, c90 = cov.values[weights].mean(0)
         p = result.uniformity()["p_value"].values
+        if args.figures is not None:
+            write_figures(result, args.figures / name)
         print(f"| {name} | {result.num_simulations} | {c50:.2f} | {c90:.2f} | "
               f"{p.min():.4f} ({len(p)}) | {result.miscalibrated()} | "
               f"{(time.perf_counter() - start) / args.simulations:.1f} |", flush=True)
