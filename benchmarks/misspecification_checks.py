@@ -24,6 +24,8 @@ Cases (data -> fitted model; alternative in ``compare``):
   alternative;
 * ``causal_data``: a maximum-causal-entropy demonstrator -> the global model; alternative:
   the causal model;
+* ``causal_correct``: a maximum-causal-entropy demonstrator -> the causal model (a control
+  for the causal model's checks); alternative: the global model;
 * ``global_data_causal_fit``: a global maxent demonstrator -> the causal model;
   alternative: the global model;
 * ``outside_span``: global maxent of beta R_theta plus a fixed N(0, 1) offset per (s, a)
@@ -82,6 +84,7 @@ def build_cases():
         "beta_lognormal": (glob, DemonstrationSimulator(
             NUM_DEMOS, rationality=LogNormalRationality()), latent),
         "causal_data": (glob, DemonstrationSimulator(NUM_DEMOS, kind="causal"), causal),
+        "causal_correct": (causal, DemonstrationSimulator(NUM_DEMOS), glob),
         "global_data_causal_fit": (causal, DemonstrationSimulator(NUM_DEMOS, kind="global"),
                                    glob),
         "outside_span": (glob, DemonstrationSimulator(NUM_DEMOS, reward_offset=offset), rich),

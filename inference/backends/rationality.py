@@ -204,5 +204,5 @@ def warn_if_gaussian_on_rationality(model, method: str) -> None:
             "intervals are too narrow (simulation-based calibration: 90% intervals covered "
             "theta 75% of the time); use method='rationality_importance'",
             UserWarning,
-            stacklevel=3,
+            stacklevel=4,  # the caller of fit (fit is wrapped by preserve_global_state)
         )
