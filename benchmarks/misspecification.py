@@ -10,6 +10,9 @@ Laplace (L-BFGS) fits, N simulations per case:
   (Laplace: the (theta, beta) posterior is a curved ridge along beta * theta);
 * ``beta_unknown_latent_is``: the same, fitted by importance sampling (20000 draws) with
   the Laplace approximation as the proposal, which handles the ridge;
+* ``beta_unknown_latent_ridge``: the same, fitted by
+  ``fit(..., method="rationality_importance")`` (importance sampling in
+  (w = beta theta, log beta), where the ridge is straight; 20000 Student-t proposals);
 * ``causal_data``: a maximum-causal-entropy demonstrator fitted with the global model;
 * ``outside_span``: a reward offset outside the feature span (N(0, 1) per (s, a), fixed).
 
@@ -40,12 +43,43 @@ def laplace_then_importance(model, raw, seed):
                num_proposals=20000, num_samples=199, seed=seed, warn=False)
 
 
+def ridge_importance(model, raw, seed):
+    """Importance sampling in (beta * theta, log beta) (the ridge made straight)."""
+    return fit(model, raw, method="rationality_importance", num_proposals=20000,
+               num_samples=199, seed=seed)
+
+
+def write_figures(result, folder):
+    """The calibrate command's outputs for one case (NetCDF, coverage table, PIT-ECDF)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from bayes_irl.app.calibration_plots import plot_pit_ecdf
+
+    folder.mkdir(parents=True, exist_ok=True)
+    result.to_inference_data().to_netcdf(str(folder / "calibration.nc"))
+    result.summary_table().to_csv(folder / "coverage.csv")
+    fig = plot_pit_ecdf(result)[0].figure
+    fig.tight_layout()
+    fig.savefig(folder / "pit_ecdf.png", dpi=110)
+    plt.close(fig)
+
+
+CUSTOM_FITS = {"beta_unknown_latent_is": laplace_then_importance,
+               "beta_unknown_latent_ridge": ridge_importance}
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--simulations", type=int, default=40)
     parser.add_argument("--cases", nargs="+", default=[
         "correct", "beta_unknown_fixed", "beta_unknown_latent", "causal_data", "outside_span"])
     parser.add_argument("--out", type=Path, default=Path("benchmarks/calibration/misspec"))
+    parser.add_argument("--figures", type=Path, default=None,
+                        help="write calibration.nc, coverage.csv and pit_ecdf.png per case "
+                             "into FIGURES/<case>")
     args = parser.parse_args()
     torch.set_num_threads(1)
     world = GridWorld.create(size=3, num_features=2, horizon=4, seed=1)
@@ -62,6 +96,7 @@ def main():
                                                              rationality=LogNormalRationality())),
         "beta_unknown_latent": (latent, DemonstrationSimulator(100)),
         "beta_unknown_latent_is": (latent, DemonstrationSimulator(100)),
+        "beta_unknown_latent_ridge": (latent, DemonstrationSimulator(100)),
         "causal_data": (fixed, DemonstrationSimulator(100, kind="causal")),
         "outside_span": (fixed, DemonstrationSimulator(100, reward_offset=offset)),
     }
@@ -70,7 +105,7 @@ def main():
     for name in args.cases:
         model, simulator = cases[name]
         start = time.perf_counter()
-        fit_fn = laplace_then_importance if name.endswith("_is") else None
+        fit_fn = CUSTOM_FITS.get(name)
         result = run_calibration(model, simulator, num_simulations=args.simulations,
                                  method="laplace", fit_fn=fit_fn,
                                  options={"optimizer": "lbfgs", "num_samples": 199},
@@ -80,6 +115,8 @@ def main():
         weights = [i for i, n in enumerate(result.names) if n.startswith("weights[")]
         c50, c90 = cov.values[weights].mean(0)
         p = result.uniformity()["p_value"].values
+        if args.figures is not None:
+            write_figures(result, args.figures / name)
         print(f"| {name} | {result.num_simulations} | {c50:.2f} | {c90:.2f} | "
               f"{p.min():.4f} ({len(p)}) | {result.miscalibrated()} | "
               f"{(time.perf_counter() - start) / args.simulations:.1f} |", flush=True)

@@ -13,6 +13,10 @@ method        back-end
 "hmc"         :func:`bayes_irl.inference.backends.mcmc.run_mcmc` with fixed-length HMC
 "importance"  :func:`bayes_irl.inference.backends.importance.run_importance` (SIR)
 ============  ==================================================================
+
+``"rationality_importance"``
+(:func:`bayes_irl.inference.backends.rationality.run_rationality_importance`) fits a
+demonstration model whose rationality beta is a latent (SIR in (beta * theta, log beta)).
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from collections.abc import Callable
 import pyro
 
 from bayes_irl.inference.backends import BACKENDS
+from bayes_irl.inference.backends.rationality import warn_if_gaussian_on_rationality
 from bayes_irl.inference.convergence import check_convergence, enforce
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.inference.rng import preserve_global_state
@@ -166,6 +171,7 @@ def fit(
     if method not in BACKENDS:
         raise ValueError(f"method must be one of {sorted(BACKENDS)}; got {method!r}")
     check_options(method, options)
+    warn_if_gaussian_on_rationality(model, method)
     prepared = model.prepare_data(data)
     previous = pyro.infer.util.is_validation_enabled()
     pyro.enable_validation(validate)

@@ -34,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "calibrate", help="simulation-based calibration: coverage and rank uniformity"
     )
-    p.add_argument("--method", default="laplace", help="fit method (laplace, svi, nuts, ...)")
+    p.add_argument("--method", default="laplace", help="fit method (laplace, svi, nuts, ...; "
+                   "rationality_importance for --latent-rationality)")
     p.add_argument("--simulations", type=int, default=200, help="number of simulations N")
     p.add_argument("--problem", choices=["gridworld", "preferences"], default="gridworld")
     p.add_argument("--grid-size", type=int, default=5)

@@ -11,6 +11,7 @@ from collections.abc import Callable
 
 from bayes_irl.inference.backends.importance import run_importance
 from bayes_irl.inference.backends.mcmc import run_hmc, run_mcmc, run_nuts
+from bayes_irl.inference.backends.rationality import run_rationality_importance
 from bayes_irl.inference.backends.svi import run_laplace, run_svi
 from bayes_irl.inference.posterior import Posterior
 
@@ -21,6 +22,7 @@ __all__ = [
     "run_laplace",
     "run_mcmc",
     "run_nuts",
+    "run_rationality_importance",
     "run_svi",
 ]
 
@@ -30,5 +32,6 @@ BACKENDS: dict[str, Callable[..., Posterior]] = {
     "nuts": run_nuts,
     "hmc": run_hmc,
     "importance": run_importance,
+    "rationality_importance": run_rationality_importance,
 }
 """Back-end name -> function ``(model, prepared_data, **options) -> Posterior``."""
