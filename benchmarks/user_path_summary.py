@@ -5,7 +5,8 @@ training wall time and final Pearson r) and each `bayes-irl fit` output folder
 (posterior.nc: the fit's attrs, the draws), and computes, per method, the Pearson r
 between the posterior-mean state reward features[s] . E[theta] and the true one, and for
 NUTS the largest r_hat and the smallest bulk ESS (ArviZ), and bulk ESS per second of the
-fit's wall time.
+fit's wall time, and the coverage: how many of the K true weights lie inside their central
+90% posterior interval (one data set, so a count, not a rate).
 
     python benchmarks/user_path_summary.py N DEMOS [methods...]
 """
@@ -48,7 +49,10 @@ def main() -> None:
             continue
         idata = az.from_netcdf(path)
         draws = idata.posterior["weights"].values  # (chains, draws, K)
-        mean = draws.reshape(-1, draws.shape[-1]).mean(0)
+        flat = draws.reshape(-1, draws.shape[-1])
+        mean = flat.mean(0)
+        low, high = np.quantile(flat, [0.05, 0.95], axis=0)
+        covered = int(((low <= true) & (true <= high)).sum())
         attrs = idata.attrs
         wall = float(attrs.get("wall_time_s", np.nan))
         extra = ""
@@ -63,7 +67,8 @@ def main() -> None:
                      f"({attrs.get('svi_backend', 'pyro')}), converged "
                      f"{attrs.get('converged', '?')}")
         print(f"| {n}x{n}, {demos} demos | bayes-irl {method} | fit {wall:.2f} s | "
-              f"r = {pearson(features @ mean, true_r):.4f} | {extra} |")
+              f"r = {pearson(features @ mean, true_r):.4f} | 90% CI covers {covered}/{true.size} "
+              f"true weights; {extra} |")
 
 
 if __name__ == "__main__":
