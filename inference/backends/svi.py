@@ -144,8 +144,7 @@ def optimise(
     if window is not None and window < 2:
         raise ValueError(f"window must be >= 2 or None; got {window}")
     lrd = 0.1 ** (1.0 / num_steps) if window is None else 1.0
-    if clip_norm is not None and not clip_norm > 0:
-        raise ValueError(f"clip_norm must be > 0 or None; got {clip_norm!r}")
+    _check_clip_norm(clip_norm)
     optim = ClippedAdam({"lr": learning_rate, "lrd": lrd,
                          "clip_norm": float("inf") if clip_norm is None else clip_norm})
     svi = SVI(model, guide, optim, loss=Trace_ELBO(num_particles=num_particles))
@@ -199,6 +198,11 @@ def optimise(
                 last_check = done  # two fresh windows at the new rate
     return SVIResult(guide=guide, losses=losses[:steps], wall_time=time.perf_counter() - start,
                      converged=converged, learning_rates=tuple(rates))
+
+
+def _check_clip_norm(clip_norm) -> None:
+    if clip_norm is not None and not clip_norm > 0:
+        raise ValueError(f"clip_norm must be > 0 or None; got {clip_norm!r}")
 
 
 def _plateau(losses: np.ndarray, rtol: float) -> bool:
@@ -315,6 +319,8 @@ def run_svi(
         raise ValueError(f"init must be 'laplace' or 'prior'; got {init!r}")
     if svi_backend not in ("auto", "lean", "pyro"):
         raise ValueError(f"svi_backend must be 'auto', 'lean' or 'pyro'; got {svi_backend!r}")
+    # checked whichever loop runs: the NumPy loop does not clamp, but a bad value is an error
+    _check_clip_norm(clip_norm)
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
     laplace = None
