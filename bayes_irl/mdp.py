@@ -136,6 +136,10 @@ class TabularMDP:
         p = _as_tensor(transitions, name="transitions", dtype=dtype, device=device)
         if p.dim() != 3 or p.shape[0] != p.shape[2]:
             raise ValueError(f"transitions must have shape (S, A, S); got {tuple(p.shape)}")
+        if p.numel() == 0:
+            raise ValueError(
+                f"transitions must have at least one state and one action; got {tuple(p.shape)}"
+            )
         check_finite(p, "transitions")
         if (p < 0).any():
             s, a, s2 = (p < 0).nonzero()[0].tolist()

@@ -20,6 +20,9 @@ def _dense_args():
     "change, match",
     [
         (dict(transitions=np.full((2, 2, 3), 1 / 3)), r"transitions must have shape \(S, A, S\)"),
+        # found by the hypothesis test of load_mdp: an empty array reached torch's max()
+        (dict(transitions=np.zeros((2, 0, 2))), "at least one state and one action"),
+        (dict(transitions=np.zeros((0, 2, 0))), "at least one state and one action"),
         (
             dict(transitions=np.array([[[0.5, 0.6], [0.5, 0.5]], [[0.5, 0.5], [0.5, 0.5]]])),
             r"transition rows must sum to 1; row \(s=0, a=0\) sums to 1.1",
