@@ -40,6 +40,7 @@ import torch
 __all__ = ["FitInterrupted", "MCMCCheckpoint", "SVICheckpoint"]
 
 _FORMAT = "bayes_irl.svi_checkpoint.v1"
+_LEAN_FORMAT = "bayes_irl.lean_svi_checkpoint.v1"  # the NumPy SVI loop's state
 
 
 class FitInterrupted(KeyboardInterrupt):
@@ -170,10 +171,7 @@ class SVICheckpoint(_SignalCatcher):
                 f"(resume=False, or delete {self.path}), or fit without the callback (an "
                 f"ExactNormalizer, or a guide policy trained before the fit with "
                 f"GuidePolicyTrainer.train) and then resume")
-        try:
-            state = torch.load(self.path, weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-            raise ValueError(f"{self.path} is not a readable SVI checkpoint: {err}") from err
+        state = self._read()
         if not isinstance(state, dict) or state.get("format") != _FORMAT:
             raise ValueError(f"{self.path} is not an SVI checkpoint of this version")
         if state["num_steps"] != len(losses):
@@ -207,8 +205,7 @@ class SVICheckpoint(_SignalCatcher):
 
     def save(self, completed: int, losses: np.ndarray) -> None:
         """Write the checkpoint after ``completed`` steps (atomically)."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save(
+        self._write(
             {
                 "format": _FORMAT,
                 "step": completed,
@@ -217,9 +214,55 @@ class SVICheckpoint(_SignalCatcher):
                 "params": pyro.get_param_store().get_state(),
                 "optim": self._svi.optim.get_state(),
                 "rng": pyro.util.get_rng_state(),
-            },
-            self.path,
+            }
         )
+
+    # ------------------------------------------------------ hooks of the NumPy SVI loop
+    def load_lean(self, key: dict) -> dict | None:
+        """When resuming, the saved state of the NumPy SVI loop; None to start afresh.
+
+        Args:
+            key: the run's settings; a checkpoint written with others is refused.
+
+        Raises:
+            ValueError: when the file is unreadable, from Pyro's loop, or from other settings.
+        """
+        if not (self.resume and self.path.exists()):
+            return None
+        saved = self._read()
+        if not isinstance(saved, dict) or saved.get("format") != _LEAN_FORMAT:
+            raise ValueError(f"{self.path} is not a checkpoint of the NumPy SVI loop "
+                             "(svi_backend='lean'); resume with the back-end that wrote it")
+        if saved["key"] != key:
+            differ = sorted(k for k in key if saved["key"].get(k) != key[k])
+            raise ValueError(f"{self.path} was written by a run with other settings "
+                             f"({', '.join(differ)}): use the same settings to resume")
+        self.resumed_from = int(saved["state"]["step"])
+        return saved["state"]
+
+    def lean_step_done(self, steps: int, num_steps: int, key: dict, state: dict) -> None:
+        """After ``steps`` completed steps of the NumPy loop: save when due.
+
+        Raises:
+            FitInterrupted: after saving, when SIGINT/SIGTERM arrived.
+        """
+        received = self.signal_received
+        if received is not None:
+            self._write({"format": _LEAN_FORMAT, "key": key, "state": state})
+            raise FitInterrupted(self.path, steps, received)
+        if steps % self.every == 0 and steps < num_steps:
+            self._write({"format": _LEAN_FORMAT, "key": key, "state": state})
+
+    # ------------------------------------------------------------------ the file
+    def _read(self) -> Any:
+        try:
+            return torch.load(self.path, weights_only=False)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
+            raise ValueError(f"{self.path} is not a readable SVI checkpoint: {err}") from err
+
+    def _write(self, payload: dict) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save(payload, self.path)
 
 
 class MCMCCheckpoint(_SignalCatcher):

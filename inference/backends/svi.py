@@ -30,7 +30,6 @@ from tqdm.auto import tqdm
 
 from bayes_irl.inference.backends.laplace import LaplaceFit, model_laplace
 from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
-from bayes_irl.inference.checkpoint import FitInterrupted, _atomic_save
 from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.inference.rng import preserve_global_state
@@ -399,9 +398,6 @@ def _lean_applies(laplace: LaplaceFit | None, guide) -> bool:
     )
 
 
-_LEAN_FORMAT = "bayes_irl.lean_svi_checkpoint.v1"
-
-
 def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
                   learning_rate: float, num_pairs: int, num_samples: int, seed: int,
                   window: int | None, checkpoint) -> Posterior:
@@ -419,32 +415,10 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
     key = {"num_steps": num_steps, "seed": seed, "learning_rate": learning_rate,
            "num_pairs": num_pairs, "window": window, "mean_field": mean_field,
            "loc": laplace.loc.tolist(), "covariance": laplace.covariance.tolist()}
-    state = None
-    if checkpoint is not None and checkpoint.resume and checkpoint.path.exists():
-        try:
-            saved = torch.load(checkpoint.path, weights_only=False)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-            raise ValueError(f"{checkpoint.path} is not a readable SVI checkpoint: {err}") from err
-        if not isinstance(saved, dict) or saved.get("format") != _LEAN_FORMAT:
-            raise ValueError(f"{checkpoint.path} is not a checkpoint of the NumPy SVI loop "
-                             "(svi_backend='lean'); resume with the back-end that wrote it")
-        if saved["key"] != key:
-            differ = sorted(k for k in key if saved["key"].get(k) != key[k])
-            raise ValueError(f"{checkpoint.path} was written by a run with other settings "
-                             f"({', '.join(differ)}): use the same settings to resume")
-        state = saved["state"]
-        checkpoint.resumed_from = int(state["step"])
-
-    def save(steps: int, current: dict) -> None:
-        checkpoint.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save({"format": _LEAN_FORMAT, "key": key, "state": current}, checkpoint.path)
+    state = None if checkpoint is None else checkpoint.load_lean(key)
 
     def on_step(steps: int, current: dict) -> None:
-        if checkpoint.signal_received is not None:
-            save(steps, current)
-            raise FitInterrupted(checkpoint.path, steps, checkpoint.signal_received)
-        if steps % checkpoint.every == 0 and steps < num_steps:
-            save(steps, current)
+        checkpoint.lean_step_done(steps, num_steps, key, current)
 
     with checkpoint or contextlib.nullcontext():
         fitted = fit_gaussian_guide(
