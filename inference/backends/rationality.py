@@ -36,12 +36,11 @@ import math
 import time
 import warnings
 
-import numpy as np
 import pyro.distributions as dist
-import scipy.optimize
 import torch
 from pyro import poutine
 
+from bayes_irl.inference.backends.laplace import find_laplace
 from bayes_irl.inference.diagnostics import (
     KHAT_THRESHOLD,
     ImportanceWarning,
@@ -130,26 +129,17 @@ def run_rationality_importance(
         trace = poutine.trace(conditioned).get_trace(data, subsample=False)
         return trace.log_prob_sum().to(dtype) + (1 - dim) * wu[-1]
 
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        point = torch.tensor(x, dtype=dtype, requires_grad=True)
-        value = -log_target(point)
-        (grad,) = torch.autograd.grad(value, point)
-        return float(value.detach()), grad.numpy()
-
-    found = scipy.optimize.minimize(
-        value_and_grad, np.zeros(dim + 1), jac=True, method="L-BFGS-B",
-        options={"maxiter": 500, "gtol": 1e-6, "ftol": 0.0},
-    )
-    mode = torch.tensor(found.x, dtype=dtype)
-    hessian = torch.autograd.functional.hessian(lambda x: -log_target(x), mode)
-    hessian = 0.5 * (hessian + hessian.T)
-    chol, info = torch.linalg.cholesky_ex(hessian)
-    if int(info) != 0:
+    # the mode and Hessian of -log pi by the back-ends' L-BFGS + exact-Hessian search
+    try:
+        laplace = find_laplace(lambda params: -log_target(params["wu"]), "wu",
+                               torch.zeros(dim + 1, dtype=dtype))
+    except ValueError as err:  # a Hessian that is not positive definite
         raise ValueError(
             "the Hessian of -log pi(w, u) at its mode is not positive definite; the "
             "rationality posterior has no proper mode in (beta * theta, log beta)"
-        )
-    scale_tril = torch.linalg.cholesky(torch.cholesky_inverse(chol))
+        ) from err
+    mode = laplace.loc
+    scale_tril = torch.linalg.cholesky(laplace.covariance)
     proposal = dist.MultivariateStudentT(torch.tensor(float(df), dtype=dtype), mode,
                                          scale_tril)
     with torch.random.fork_rng(devices=[]):
@@ -183,7 +173,7 @@ def run_rationality_importance(
             "ess": diagnostics.ess,
             "khat": diagnostics.khat,
             "log_marginal_likelihood": diagnostics.log_z,
-            "mode_wu": found.x.tolist(),
+            "mode_wu": mode.tolist(),
             "distinct_draws": int(torch.unique(index).numel()),
             "wall_time_s": time.perf_counter() - start,
         },
