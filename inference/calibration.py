@@ -72,6 +72,7 @@ from bayes_irl.soft_bellman import sample_maxent_trajectories
 from bayes_irl.validation import positive_int
 
 __all__ = [
+    "ImportanceNormalizerFit",
     "COVERAGE_LEVELS",
     "CalibrationResult",
     "DemonstrationSimulator",
@@ -215,6 +216,47 @@ class PreferenceSimulator:
         return simulate_comparisons(
             model, theta, self.num_comparisons, seed=seed, items=self.items
         )
+
+
+@dataclass(frozen=True)
+class ImportanceNormalizerFit:
+    """A ``fit_fn`` that fits each data set with a fresh importance normaliser.
+
+    The calibrated model keeps its exact normaliser for what SBC needs exactly (the prior
+    draw, the exact simulator and the test quantities); each fit gets a new
+    :class:`~bayes_irl.inference.ImportanceNormalizer` over an untrained
+    :class:`~bayes_irl.inference.TwistedProposal` (seeded by the simulation), so every
+    simulation trains its own proposal and the results do not depend on which worker ran
+    which simulation before.
+
+    Args:
+        method: the ``fit`` method (``"svi"``: the NumPy importance-normaliser SVI of
+            :mod:`bayes_irl.inference.backends.importance_svi`).
+        options: keyword options of ``fit``.
+        num_samples: K, the bank size.
+    """
+
+    method: str = "svi"
+    options: dict = field(default_factory=dict)
+    num_samples: int = 4000
+
+    @property
+    def __name__(self) -> str:  # the run's configuration names the fit by this
+        return f"{self.method}+importance_normalizer(K={self.num_samples})"
+
+    def __call__(self, model: Any, raw: Any, seed: int) -> Posterior:
+        """Fit ``model``'s reward on ``raw`` with a fresh importance normaliser."""
+        from bayes_irl.inference.normalizers.importance import (
+            ImportanceNormalizer,
+            TwistedProposal,
+        )
+        from bayes_irl.models import DemonstrationModel
+
+        normalizer = ImportanceNormalizer(TwistedProposal(model.space),
+                                          num_samples=self.num_samples, seed=seed)
+        fresh = DemonstrationModel(model.reward_model, normalizer)
+        options = {"progress_bar": False, **self.options, "seed": seed}
+        return fit(fresh, raw, method=self.method, **options)
 
 
 # ---------------------------------------------------------------------------- quantities

@@ -211,6 +211,16 @@ class Posterior:
             posterior[name] = value.detach().cpu().numpy()
             dim_name, labels = self.model.latent_dims.get(name, (f"{name}_dim", None))
             if value.dim() == 3:
+                if labels is not None and dim_name in coords and (
+                    list(coords[dim_name]) != list(labels)
+                ):
+                    # a data group uses the latent's dimension name with other labels (the
+                    # MDP's own features next to a reward on other features): rename the
+                    # data's dimension rather than fail on conflicting sizes
+                    renamed = f"data_{dim_name}"
+                    coords[renamed] = coords.pop(dim_name)
+                    dims = {k: [renamed if d == dim_name else d for d in v]
+                            for k, v in dims.items()}
                 dims[name] = [dim_name]
                 if labels is not None:
                     coords[dim_name] = labels

@@ -176,3 +176,17 @@ def wait_for_file(path, process, timeout=300):
         assert process.poll() is None, process.communicate()
         assert time.monotonic() < deadline, f"{path} did not appear"
         time.sleep(0.2)
+
+
+def exact_state_marginals(proposal):
+    """A tabular proposal's marginals of s_t, t = 0..T, by the forward recursion: (T + 1, S)."""
+    mdp = proposal.mdp
+    with torch.no_grad():
+        d = proposal._initial_log_probs().exp()
+        out = [d]
+        pi = proposal.policy.log_probs().exp()
+        for t in range(mdp.horizon):
+            flow = d[:, None, None] * pi[t][:, :, None] * proposal._transition_log_probs(t).exp()
+            d = torch.zeros_like(d).index_add(0, mdp.successors.reshape(-1), flow.reshape(-1))
+            out.append(d)
+    return torch.stack(out)

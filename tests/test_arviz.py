@@ -77,3 +77,22 @@ def test_svi_posterior_single_chain_with_loss_trace(fitted):
     assert idata.posterior["weights"].shape == (1, 50, 4)
     assert idata.sample_stats["loss"].shape == (200,)
     assert idata.posterior.attrs["guide"] == "AutoMultivariateNormal"
+
+
+def test_reward_on_other_features_than_the_mdp_converts():
+    # The MDP's constant_data holds its own 2 features under the dimension "feature"; the
+    # reward model here has 5 other features, also labelled along "feature". The latent
+    # keeps the name and the data's dimension becomes "data_feature" (it failed with
+    # xarray's CoordinateValidationError before).
+    from bayes_irl.rewards import LinearReward
+
+    world = GridWorld.create(size=3, horizon=4, num_features=2, seed=0)
+    features = torch.randn(world.mdp.num_states, world.mdp.num_actions, 5,
+                           generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with pytest.warns(UserWarning, match="features"):
+        model = DemonstrationModel(LinearReward(features), ExactNormalizer(world.mdp))
+    post = fit(model, world.sample_demonstrations(20, seed=0), method="laplace",
+               progress_bar=False)
+    idata = post.to_inference_data()
+    assert idata.posterior["weights"].sizes["feature"] == 5
+    assert idata.constant_data["features"].sizes["data_feature"] == 2

@@ -52,6 +52,11 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="simulate a demonstrator with this beta (misspecification)")
     p.add_argument("--latent-rationality", action="store_true",
                    help="fit beta as a latent with a LogNormal(0, 0.5) prior")
+    p.add_argument("--normalizer", choices=["exact", "importance"], default="exact",
+                   help="log Z of the fitted model: exact, or an importance normaliser "
+                   "with a twisted proposal trained during each fit (gridworld only)")
+    p.add_argument("--bank-size", type=int, default=4000,
+                   help="trajectories K per bank of the importance normaliser")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=Path("runs/calibration"))
@@ -94,7 +99,7 @@ def run(args) -> int:
     import torch
 
     from bayes_irl.app.calibration_plots import plot_pit_ecdf, plot_rank_histograms
-    from bayes_irl.inference.calibration import run_calibration
+    from bayes_irl.inference.calibration import ImportanceNormalizerFit, run_calibration
 
     out: Path = args.out
     existing = [n for n in OUTPUT_FILES if (out / n).exists()]
@@ -104,9 +109,16 @@ def run(args) -> int:
         )
     torch.set_num_threads(1)
     model, simulator = _problem(args)
+    fit_fn = None
+    if args.normalizer == "importance":
+        if args.problem != "gridworld" or args.latent_rationality:
+            raise ValueError("--normalizer importance needs --problem gridworld without "
+                             "--latent-rationality")
+        fit_fn = ImportanceNormalizerFit(method=args.method, options=dict(args.option),
+                                         num_samples=args.bank_size)
     result = run_calibration(
         model, simulator, num_simulations=args.simulations, method=args.method,
-        options=dict(args.option), num_rank_draws=args.draws, seed=args.seed,
+        options=dict(args.option), fit_fn=fit_fn, num_rank_draws=args.draws, seed=args.seed,
         num_workers=args.workers, directory=out / "simulations",
         progress_bar=not args.no_progress,
     )
@@ -123,7 +135,8 @@ def run(args) -> int:
     write_atomic(out / "coverage.csv", lambda tmp: table.to_csv(tmp))
     print(table.to_string(float_format=lambda x: f"{x:.3f}"))
     flag = "MISCALIBRATED" if result.miscalibrated() else "no miscalibration detected"
-    print(f"{args.method}: {result.num_simulations} simulations, {flag} "
+    label = args.method if fit_fn is None else fit_fn.__name__
+    print(f"{label}: {result.num_simulations} simulations, {flag} "
           f"(Bonferroni over {len(result.names)} quantities at 0.05)")
     print(f"wrote {', '.join(str(out / n) for n in OUTPUT_FILES)}", file=sys.stderr)
     return 0

@@ -28,6 +28,10 @@ from pyro.nn import PyroParam
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
+from bayes_irl.inference.backends.importance_svi import (
+    fit_importance_guide,
+    importance_svi_applies,
+)
 from bayes_irl.inference.backends.laplace import LaplaceFit, model_laplace
 from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
 from bayes_irl.inference.guides import GUIDES
@@ -322,6 +326,13 @@ def run_svi(
     _check_clip_norm(clip_norm)
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
+    if (svi_backend != "pyro" and init == "laplace" and callback is None
+            and _guide_class(guide) in (autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
+            and importance_svi_applies(model, data)):
+        return _run_importance_svi(
+            model, data, guide, num_steps=num_steps, learning_rate=learning_rate / 5,
+            num_pairs=num_particles, num_samples=num_samples, seed=seed, window=window,
+            checkpoint=checkpoint)
     laplace = None
     if init == "laplace" and not getattr(model, "subsample_size", None) and callback is None:
         laplace = model_laplace(model, data)
@@ -427,13 +438,32 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
             mean_field=mean_field, num_steps=num_steps, seed=seed,
             learning_rate=learning_rate, num_pairs=num_pairs, window=window, state=state,
             on_step=None if checkpoint is None else on_step)
+    return _lean_posterior(
+        model, data, cls, laplace.site, laplace.potential, fitted, num_samples=num_samples,
+        attrs={
+            "seed": seed,
+            "num_steps": num_steps,
+            "learning_rate": learning_rate,
+            "num_particles": num_pairs,
+            "potential": "sufficient_statistics",
+            "wall_time_s": fitted.wall_time + laplace.wall_time,
+        })
+
+
+def _lean_posterior(model, data, cls, site: str, potential: Callable, fitted,
+                    *, num_samples: int, attrs: dict) -> Posterior:
+    """The Posterior of a NumPy-fitted Gaussian guide (mean and Cholesky factor in ``fitted``).
+
+    The fitted parameters go into the same Pyro guide the Pyro path would return (over the
+    model's latent sites with ``potential`` as their density), and the draws come from
+    N(mu, L L^T) directly.
+    """
     loc = torch.from_numpy(fitted.loc)
     chol = torch.from_numpy(fitted.scale_tril)
-    result = LaplaceFit(site=laplace.site, loc=loc, covariance=chol @ chol.T,
-                        potential=laplace.potential, grad_norm=math.nan,
-                        num_evaluations=fitted.num_evaluations, converged=fitted.converged,
-                        wall_time=fitted.wall_time)
-    target = _potential_model(model, laplace)
+    result = LaplaceFit(site=site, loc=loc, covariance=chol @ chol.T, potential=potential,
+                        grad_norm=math.nan, num_evaluations=fitted.num_evaluations,
+                        converged=fitted.converged, wall_time=fitted.wall_time)
+    target = _potential_model(model, result)
     guide_fn = _laplace_initialised_guide(target, cls, result, data)
     with torch.no_grad(), torch.random.fork_rng(devices=[]):
         # register the fitted parameters in the (cleared) param store, as an SVI step
@@ -443,22 +473,57 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
     noise = torch.randn(num_samples, loc.shape[0], dtype=loc.dtype)
     return guide_posterior(
         model, data, guide_fn, losses=fitted.losses, num_samples=num_samples,
-        draws={laplace.site: loc + noise @ chol.T},
+        draws={site: loc + noise @ chol.T},
         attrs={
-            "seed": seed,
-            "num_steps": num_steps,
             "num_steps_run": len(fitted.losses),
             "converged": int(fitted.converged),
-            "learning_rate": learning_rate,
-            "learning_rates": f"{learning_rate:.3g}",
-            "num_particles": num_pairs,
+            "learning_rates": f"{attrs['learning_rate']:.3g}",
             "init": "laplace",
             "svi_backend": "lean",
             "stationarity": fitted.stationarity,
-            "potential": "sufficient_statistics",
-            "wall_time_s": fitted.wall_time + laplace.wall_time,
+            **attrs,
         },
     )
+
+
+def _run_importance_svi(model, data, guide, *, num_steps: int, learning_rate: float,
+                        num_pairs: int, num_samples: int, seed: int, window: int | None,
+                        checkpoint) -> Posterior:
+    """SVI with the importance normaliser: a fresh bank per step, the proposal trained.
+
+    See :func:`~bayes_irl.inference.backends.importance_svi.fit_importance_guide`.
+    """
+    if checkpoint is not None:
+        raise ValueError(
+            "checkpoint= is not supported by importance-normaliser SVI on the NumPy loop "
+            "(its proposal's training state is not saved); pass svi_backend='pyro'")
+    cls = _guide_class(guide)
+    found = fit_importance_guide(
+        model, data, mean_field=cls is autoguide.AutoNormal, num_steps=num_steps,
+        learning_rate=learning_rate, num_pairs=num_pairs,
+        window=25 if window is None else window, seed=seed)
+    diag = found.diagnostics
+    return _lean_posterior(
+        model, data, cls, model.reward_model.site_name, found.potential, found.fitted,
+        num_samples=num_samples,
+        attrs={
+            "seed": seed,
+            "num_steps": num_steps,
+            "learning_rate": learning_rate,
+            "num_particles": num_pairs,
+            "potential": "importance_fresh_bank",
+            "khat": diag["khat_median"],
+            "mode_shift": diag["mode_shift"],
+            "bank_size": diag["bank_size"],
+            "num_banks": diag["num_banks"],
+            "start_rounds": diag["start_rounds"],
+            "wall_time_s": found.wall_time,
+        })
+
+
+def _guide_class(guide):
+    """The autoguide class of a guide name, or ``guide`` itself."""
+    return GUIDES.get(guide) if isinstance(guide, str) else guide
 
 
 def _potential_model(model, laplace: LaplaceFit) -> Callable:
