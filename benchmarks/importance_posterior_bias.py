@@ -12,7 +12,10 @@ with the exact normaliser and the exact-normaliser Laplace approximation as the 
   averaging of the second half of the run and no gradient clamp (``clip_norm=None``);
 * ``fresh_clipped``: ``fresh`` with SVI's default elementwise clamp at 10 (the clamp of a
   skewed, heavy-tailed gradient is a biased estimate of its mean: 1.34 sd on seed 2);
-* ``exact_avg``: the exact normaliser with iterate averaging (SVI's own error).
+* ``exact_avg``: the exact normaliser with iterate averaging (SVI's own error);
+* ``default``: ``fit(model, demos, method="svi")`` with its defaults on the model with
+  ``ImportanceNormalizer(TwistedProposal(mdp), num_samples=K)`` (the NumPy importance-
+  normaliser SVI: fresh bank per step, proposal trained during the fit).
 
 Reports max over coordinates of |mean - exact mean| / exact sd per seed, the sd ratios,
 the predicted per-bank mode shift sqrt(n / ESS) (median over the guide-policy refreshes of
@@ -63,7 +66,15 @@ def run(seed, variants, num_steps, bank):
     for variant in variants:
         start = time.perf_counter()
         averaging = IterateAveraging(num_steps) if variant != "fixed" else None
-        if variant == "exact_avg":
+        if variant == "default":
+            # the user's path: fit(method="svi") with its defaults on an importance-normaliser
+            # model (the NumPy loop of inference/backends/importance_svi.py)
+            norm = ImportanceNormalizer(TwistedProposal(mdp), num_samples=bank, seed=seed + 1)
+            model = DemonstrationModel(reward, norm)
+            post = fit(model, demos, method="svi", seed=seed, progress_bar=False)
+            out["default_attrs"] = {k: float(post.attrs[k]) for k in (
+                "num_steps_run", "converged", "khat", "mode_shift", "start_rounds")}
+        elif variant == "exact_avg":
             post = run_svi(exact_model, exact_model.prepare_data(demos), num_steps=num_steps,
                            num_samples=4000, seed=seed, progress_bar=False, callback=averaging)
         else:

@@ -153,17 +153,11 @@ def random_sparse_mdp(seed, num_states=36, num_actions=4, fan_out=3, horizon=12,
     """
     import numpy as np
 
+    from bayes_irl.random_mdp import random_sparse_mdp as build
+
     rng = np.random.default_rng(seed)
-    successors = np.stack([
-        np.stack([rng.choice(num_states, fan_out, replace=False) for _ in range(num_actions)])
-        for _ in range(num_states)
-    ])
-    probs = rng.dirichlet(np.ones(fan_out), size=(num_states, num_actions))
-    features = rng.standard_normal((num_states, num_features))
-    features = (features - features.mean(0)) / features.std(0)
-    mdp = TabularMDP.from_sparse(successors=successors, successor_probs=probs,
-                                 initial=np.full(num_states, 1 / num_states),
-                                 features=features, horizon=horizon)
+    mdp = build(num_states=num_states, num_actions=num_actions, fan_out=fan_out,
+                horizon=horizon, num_features=num_features, rng=rng)
     return mdp, rng.standard_normal(num_features)
 
 

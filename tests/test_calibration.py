@@ -8,6 +8,7 @@ runner must flag an artificially over-confident one.
 """
 
 import math
+import warnings
 
 import numpy as np
 import pyro
@@ -272,3 +273,25 @@ def test_calibrate_command_writes_outputs_and_resumes(tmp_path, capsys):
     # resumed: both simulations are loaded from disk, nothing is refitted
     assert main([*argv, "--overwrite"]) == 0
     assert len(list((tmp_path / "simulations").glob("simulation_*.npz"))) == 2
+
+
+def test_calibrate_random_mdp_with_the_importance_normaliser(tmp_path, capsys):
+    # The random sparse MDP problem, fitted by SVI with a fresh importance normaliser per
+    # simulation (ImportanceNormalizerFit); small sizes: this checks the wiring, the
+    # benchmark (benchmarks/README.md) the calibration.
+    from bayes_irl.app.cli import main
+
+    argv = ["calibrate", "--problem", "random-mdp", "--normalizer", "importance",
+            "--bank-size", "200", "--method", "svi", "--option", "num_steps=50",
+            "--option", "num_samples=9", "--simulations", "2", "--horizon", "3",
+            "--num-features", "2", "--num-demos", "10", "--draws", "9",
+            "--out", str(tmp_path), "--no-progress"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # 50 steps: the fits say they have not converged
+        assert main(argv) == 0
+    assert "svi+importance_normalizer(K=200)" in capsys.readouterr().out
+    assert (tmp_path / "calibration.nc").stat().st_size > 0
+    refused = ["calibrate", "--problem", "preferences", "--normalizer", "importance",
+               "--simulations", "2", "--out", str(tmp_path / "p"), "--no-progress"]
+    assert main(refused) == 2
+    assert "--normalizer importance needs demonstrations" in capsys.readouterr().err

@@ -37,10 +37,13 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--method", default="laplace", help="fit method (laplace, svi, nuts, ...; "
                    "rationality_importance for --latent-rationality)")
     p.add_argument("--simulations", type=int, default=200, help="number of simulations N")
-    p.add_argument("--problem", choices=["gridworld", "preferences"], default="gridworld")
+    p.add_argument("--problem", choices=["gridworld", "preferences", "random-mdp"],
+                   default="gridworld",
+                   help="random-mdp: 36 states, 4 actions, 3 successors, horizon 12")
     p.add_argument("--grid-size", type=int, default=5)
     p.add_argument("--num-features", type=int, default=4)
-    p.add_argument("--horizon", type=int, default=None, help="default 2N")
+    p.add_argument("--horizon", type=int, default=None,
+                   help="default 2N for the gridworld, 12 for the random MDP")
     p.add_argument("--num-demos", type=int, default=200, help="demonstrations per simulation")
     p.add_argument("--num-comparisons", type=int, default=300,
                    help="comparisons per simulation (--problem preferences)")
@@ -54,7 +57,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="fit beta as a latent with a LogNormal(0, 0.5) prior")
     p.add_argument("--normalizer", choices=["exact", "importance"], default="exact",
                    help="log Z of the fitted model: exact, or an importance normaliser "
-                   "with a twisted proposal trained during each fit (gridworld only)")
+                   "with a twisted proposal trained during each fit (demonstrations)")
     p.add_argument("--bank-size", type=int, default=4000,
                    help="trajectories K per bank of the importance normaliser")
     p.add_argument("--workers", type=int, default=1, help="worker processes")
@@ -74,20 +77,28 @@ def _problem(args):
     from bayes_irl.inference.calibration import DemonstrationSimulator, PreferenceSimulator
     from bayes_irl.models import DemonstrationModel, PreferenceModel
 
+    prior = None
+    if args.latent_rationality:
+        prior = dist.LogNormal(torch.tensor(0.0, dtype=torch.float64),
+                               torch.tensor(0.5, dtype=torch.float64))
+    simulator = DemonstrationSimulator(args.num_demos, rationality=args.demonstrator_rationality)
+    if args.problem == "random-mdp":
+        from bayes_irl.random_mdp import random_sparse_mdp
+        from bayes_irl.rewards import LinearReward
+
+        mdp = random_sparse_mdp(horizon=args.horizon or 12, num_features=args.num_features,
+                                seed=args.seed)
+        reward = LinearReward(mdp.features, feature_names=mdp.feature_names)
+        return DemonstrationModel(reward, ExactNormalizer(mdp), rationality_prior=prior), simulator
     world = GridWorld.create(size=args.grid_size, num_features=args.num_features,
                              horizon=args.horizon, seed=args.seed)
     if args.problem == "preferences":
         items = world.sample_demonstrations(args.num_items, seed=args.seed)
         return PreferenceModel(world.reward_model, items), PreferenceSimulator(
             args.num_comparisons)
-    prior = None
-    if args.latent_rationality:
-        prior = dist.LogNormal(torch.tensor(0.0, dtype=torch.float64),
-                               torch.tensor(0.5, dtype=torch.float64))
     model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp),
                                rationality_prior=prior)
-    return model, DemonstrationSimulator(args.num_demos,
-                                         rationality=args.demonstrator_rationality)
+    return model, simulator
 
 
 def run(args) -> int:
@@ -111,9 +122,9 @@ def run(args) -> int:
     model, simulator = _problem(args)
     fit_fn = None
     if args.normalizer == "importance":
-        if args.problem != "gridworld" or args.latent_rationality:
-            raise ValueError("--normalizer importance needs --problem gridworld without "
-                             "--latent-rationality")
+        if args.problem == "preferences" or args.latent_rationality:
+            raise ValueError("--normalizer importance needs demonstrations (--problem "
+                             "gridworld or random-mdp) without --latent-rationality")
         fit_fn = ImportanceNormalizerFit(method=args.method, options=dict(args.option),
                                          num_samples=args.bank_size)
     result = run_calibration(

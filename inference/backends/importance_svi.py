@@ -333,9 +333,10 @@ def fit_importance_guide(
     if khat and khat_median > KHAT_THRESHOLD:
         warnings.warn(
             f"importance-normaliser SVI: the banks' median PSIS k-hat over the averaged tail "
-            f"is {khat_median:.2f} > {KHAT_THRESHOLD}; the proposal does not cover the "
-            f"posterior's trajectory distribution: train it longer (train_steps) or use a "
-            f"larger bank (num_samples)", ImportanceWarning, stacklevel=2)
+            f"is {khat_median:.2f} > {KHAT_THRESHOLD}: the proposal under-covers some of the "
+            f"posterior's trajectories. Check the fit against a larger bank "
+            f"(ImportanceNormalizer(num_samples=...)) or a proposal trained longer "
+            f"beforehand (GuidePolicyTrainer.train)", ImportanceWarning, stacklevel=5)
     return ImportanceSVIFit(
         fitted=fitted, start_loc=mode, start_covariance=covariance,
         potential=potential.torch_potential(reward.site_name),
