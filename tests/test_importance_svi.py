@@ -66,8 +66,8 @@ def test_importance_svi_matches_exact_normaliser_svi():
     # during the fit, a fresh bank per step): what differs is only the bank's error, which
     # the fresh banks turn into gradient noise that the averaged tail removes. Tolerance:
     # the calibration issue's 0.2 posterior sd on every mean and 15% on every sd; measured
-    # 0.030 sd and sds within 0.3% on this seed (0.027-0.057 sd, sds within 7%, on seeds
-    # 3-5; benchmarks/README.md).
+    # 0.014 sd and sds within 3.1% on this seed (0.014-0.035 sd, sds within 5%, on seeds
+    # 3-5).
     world, demos = _gridworld_problem(5)
     exact_model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
     reference = fit(exact_model, demos, method="svi", seed=5, progress_bar=False)
