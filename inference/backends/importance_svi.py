@@ -16,11 +16,13 @@ offsets c_k = log b(x_k) - log q(x_k) the potential (negative log joint up to a 
 
 with self-normalised weights wbar_k. Three stages:
 
-1. **Start** (the Laplace fit of the importance potential). ``rounds`` times: draw a bank
-   from q, find the mode of U on that fixed bank by Newton's method (U is convex: a
-   log-sum-exp of linear functions plus a Gaussian), then train q by
+1. **Start** (the Laplace fit of the importance potential). Up to ``rounds`` times: draw
+   a bank from q, find the mode of U on that fixed bank by Newton's method (U is convex: a
+   log-sum-exp of linear functions plus a Gaussian), move towards it only as far as the
+   bank's ESS stays >= 10% of K (halving the step; adaptive annealing from the prior
+   mean, where the untrained q is the base measure), then train q by
    :class:`~bayes_irl.inference.GuidePolicyTrainer` (forward KL, SGD) at draws from
-   N(mode, H^-1). It stops early once the mode moves by less than 0.5 of its sds. A fixed bank's
+   N(point, H^-1). It stops once a full Newton step moves by less than 0.5 sds. A fixed bank's
    error moves this mode by about sqrt(n / ESS) posterior sds
    (:mod:`bayes_irl.inference.diagnostics`), so it is only the start.
 2. **SVI** by the NumPy loop of :mod:`~bayes_irl.inference.backends.lean_svi`: each step
@@ -64,6 +66,9 @@ from bayes_irl.trajectories import feature_counts
 __all__ = ["ImportanceSVIFit", "fit_importance_guide", "importance_svi_applies"]
 
 _MAX_NEWTON_STEPS = 100
+_START_MIN_ESS = 0.1
+"""Fraction of the bank that must stay effective at each start round's new point."""
+_MIN_FRACTION = 1 / 64
 
 
 def importance_svi_applies(model: Any, data: Any) -> bool:
@@ -135,6 +140,11 @@ class _BankPotential:
         value = 0.5 * z @ z - theta @ self.stats + self.count * log_z
         grad = z / self.prior_scale - self.stats + self.count * (w @ self.phi)
         return float(value), grad
+
+    def ess(self, theta: np.ndarray) -> float:
+        """Kish ESS of the bank's self-normalised weights at theta."""
+        _, w = self._weights(theta)
+        return float(1.0 / (w @ w))
 
     def hessian(self, theta: np.ndarray) -> np.ndarray:
         """``hess U(theta)``, shape (D, D): prior precision + n Cov_wbar[phi]."""
@@ -218,7 +228,7 @@ def fit_importance_guide(
     num_pairs: int = 1,
     window: int = 25,
     seed: int = 0,
-    rounds: int = 10,
+    rounds: int = 30,
     start_train_steps: int = 100,
     train_steps: int = 10,
     train_learning_rate: float = 1.0,
@@ -292,19 +302,29 @@ def fit_importance_guide(
     def train_at(thetas: np.ndarray, steps: int) -> None:
         trainer.train(reward, torch.as_tensor(thetas, dtype=reward.features.dtype), steps)
 
-    mode = np.array(potential.prior_loc, dtype=float)
+    min_ess = _START_MIN_ESS * bank_size
+    theta = np.array(potential.prior_loc, dtype=float)
     used_rounds = 0
     for used_rounds in range(1, rounds + 1):
         new_bank()
-        previous = mode
-        mode, hess = potential.mode(previous)
-        cov = np.linalg.inv(hess)
+        target, _ = potential.mode(theta)
+        step, fraction = target - theta, 1.0
+        # move only as far as this bank can see: its ESS at the new point stays >= 10% of
+        # K. A bank from a proposal trained elsewhere (at the start, the base measure) can
+        # put the data's feature counts outside the hull of its draws, and its mode then
+        # lies as far out as the prior allows (measured: theta of 2000 on the random MDP)
+        while fraction > _MIN_FRACTION and potential.ess(theta + fraction * step) < min_ess:
+            fraction /= 2
+        previous, theta = theta, theta + fraction * step
+        cov = np.linalg.inv(potential.hessian(theta))
         sds = np.sqrt(np.diag(cov))
-        train_at(rng.multivariate_normal(mode, cov, size=train_theta), start_train_steps)
-        if used_rounds > 1 and np.abs((mode - previous) / sds).max() < 0.5:
+        train_at(rng.multivariate_normal(theta, cov, size=train_theta), start_train_steps)
+        if fraction == 1.0 and used_rounds > 1 and np.abs((theta - previous) / sds).max() < 0.5:
             break
     new_bank()
-    mode, hess = potential.mode(mode)
+    mode, hess = potential.mode(theta)
+    if potential.ess(mode) < min_ess:  # the start did not settle: stay where the bank sees
+        mode, hess = theta, potential.hessian(theta)
     covariance = np.linalg.inv(hess)
     covariance = 0.5 * (covariance + covariance.T)
     new_bank()
