@@ -164,6 +164,12 @@ class GuidePolicyTrainer:
         num_theta: draws per callback update with ``theta="sample"``.
         seed: seeds the trainer's own generator.
         optimizer: optional factory ``params -> torch.optim.Optimizer`` (default Adam).
+            For ``"forward_kl"`` consider plain SGD (``lambda p: torch.optim.SGD(p,
+            lr=1.0)``): the gradient of a rarely drawn action is small and one-signed
+            until it is drawn, and Adam's normalised steps then drive its log-probability
+            down for good, so q misses mass that P has and the bank's estimates are
+            biased while PSIS k-hat stays low (measured: a 0.37-0.6 sd bias of the
+            posterior mean; :mod:`bayes_irl.inference.backends.importance_svi` uses SGD).
         exact_gradient: for ``"reverse_kl"``, use the exact ELBO gradient where the
             proposal allows it (tabular); False forces the score-function estimator.
 

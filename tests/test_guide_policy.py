@@ -38,7 +38,11 @@ def test_twisted_training_beats_log_z_target(grid10):
     # every bank (tests/test_guide_training_targets.py).
     reward, theta = grid10.reward_model, grid10.true_weights
     exact = ExactNormalizer(grid10.mdp).log_normalizer(reward, theta).item()
-    norm = ImportanceNormalizer(TwistedProposal(grid10.mdp), num_samples=1000,
+    # K = 8000: a bank kept between refreshes moves the mode by ~sqrt(n / ESS) sd
+    # (inference/diagnostics.py): with K = 1000 (ESS ~ 500-900) that is 0.33-0.45 sd per
+    # bank, the tolerance's whole budget; this test passed at 0.24 sd and failed at 0.67 sd
+    # when the proposal's draws came from other random numbers. K = 8000: ~0.12 sd.
+    norm = ImportanceNormalizer(TwistedProposal(grid10.mdp), num_samples=8000,
                                 khat_policy="ignore")
     norm.log_normalizer(reward, theta)
     untrained_khat = norm.diagnostics.khat
@@ -139,9 +143,18 @@ def test_svi_posterior_matches_exact(grid10):
     demos = grid10.sample_demonstrations(100, seed=1)
     exact_model = DemonstrationModel(grid10.reward_model, ExactNormalizer(grid10.mdp))
     data = exact_model.prepare_data(demos)
-    exact = run_svi(exact_model, data, num_steps=1000, num_samples=2000, progress_bar=False)
+    # init="prior" for the reference too (as in test_guide_training_targets): a callback
+    # makes run_svi start from the prior, and 1000 steps from the prior leave the scales
+    # short (sds 0.65 of the Laplace-started reference's, measured); the comparison must
+    # be the SAME SVI, which isolates the normaliser
+    exact = run_svi(exact_model, data, num_steps=1000, num_samples=2000, progress_bar=False,
+                    init="prior")
     # early SVI steps between updates can see k-hat > 0.7 (warned); the check is on the fit
-    norm = ImportanceNormalizer(TwistedProposal(grid10.mdp), num_samples=1000,
+    # K = 8000: a bank kept between refreshes moves the mode by ~sqrt(n / ESS) sd
+    # (inference/diagnostics.py): with K = 1000 (ESS ~ 500-900) that is 0.33-0.45 sd per
+    # bank, the tolerance's whole budget; this test passed at 0.24 sd and failed at 0.67 sd
+    # when the proposal's draws came from other random numbers. K = 8000: ~0.12 sd.
+    norm = ImportanceNormalizer(TwistedProposal(grid10.mdp), num_samples=8000,
                                 khat_policy="ignore")
     model = DemonstrationModel(grid10.reward_model, norm)
     trainer = GuidePolicyTrainer(norm, method="soft_backup", model=model, data=data, every=50)
