@@ -83,9 +83,19 @@ def _read_key(stream) -> str:
         saved = termios.tcgetattr(fd)
         try:
             tty.setcbreak(fd)
-            return stream.read(1)
+            # Ctrl-C is read as a key here (ISIG off), not left to SIGINT: a signal that
+            # the kernel hands to another thread of the process does not interrupt the
+            # main thread's blocking read, and the prompt then hung (seen in the pty test
+            # on a loaded machine: no reply to Ctrl-C for 300 s)
+            attrs = termios.tcgetattr(fd)
+            attrs[3] &= ~termios.ISIG
+            termios.tcsetattr(fd, termios.TCSANOW, attrs)
+            key = stream.read(1)
         finally:
             termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+        if key == "\x03":
+            raise KeyboardInterrupt
+        return key
     line = stream.readline()
     return line[:1] if line else "\x04"
 
