@@ -72,10 +72,10 @@ from bayes_irl.soft_bellman import sample_maxent_trajectories
 from bayes_irl.validation import positive_int
 
 __all__ = [
-    "ImportanceNormalizerFit",
     "COVERAGE_LEVELS",
     "CalibrationResult",
     "DemonstrationSimulator",
+    "ImportanceNormalizerFit",
     "LogNormalRationality",
     "PreferenceSimulator",
     "coverage",

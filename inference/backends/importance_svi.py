@@ -119,7 +119,6 @@ class _BankPotential:
         self.prior_loc, self.prior_scale = np.asarray(loc, float), np.asarray(scale, float)
         self.phi = np.zeros((0, len(self.stats)))
         self.offsets = np.zeros(0)
-        self.last_ess = math.nan
         self.evaluated: list[np.ndarray] = []
 
     def set_bank(self, value: torch.Tensor, log_ratio: torch.Tensor) -> None:
@@ -137,7 +136,6 @@ class _BankPotential:
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         """``(U(theta), grad U(theta))`` for theta of shape (D,) on the current bank."""
         log_z, w = self._weights(theta)
-        self.last_ess = float(1.0 / (w @ w))
         self.evaluated.append(np.array(theta))
         z = (theta - self.prior_loc) / self.prior_scale
         value = 0.5 * z @ z - theta @ self.stats + self.count * log_z

@@ -399,7 +399,7 @@ def run_svi(
 
 def _lean_applies(laplace: LaplaceFit | None, guide) -> bool:
     """Whether :func:`_run_lean_svi` can fit ``guide`` from ``laplace`` (see ``run_svi``)."""
-    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    cls = _guide_class(guide)
     return (
         laplace is not None
         and cls in (autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
@@ -420,7 +420,7 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
     ``checkpoint.every`` steps and on SIGINT/SIGTERM, and a resumed run continues it
     bit-identically.
     """
-    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    cls = _guide_class(guide)
     mean_field = cls is autoguide.AutoNormal
     window = 25 if window is None else window
     key = {"num_steps": num_steps, "seed": seed, "learning_rate": learning_rate,
@@ -550,7 +550,7 @@ def _starts_at_laplace(guide) -> bool:
     Normalising flows and user-written guides keep their own initialisation, so they keep
     the fixed schedule of a start from scratch.
     """
-    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    cls = _guide_class(guide)
     return (
         isinstance(cls, type)
         and issubclass(cls, autoguide.AutoGuide)
@@ -564,7 +564,7 @@ def _starts_at_laplace(guide) -> bool:
 
 def _laplace_initialised_guide(model, guide, laplace: LaplaceFit, data) -> Callable:
     """The guide ``guide`` (name, class or callable) for ``model``, started at the Laplace fit."""
-    cls = GUIDES.get(guide) if isinstance(guide, str) else guide
+    cls = _guide_class(guide)
     if cls is autoguide.AutoMultivariateNormal:
         made = autoguide.AutoMultivariateNormal(model)
         made._setup_prototype(data)

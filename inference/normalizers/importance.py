@@ -318,7 +318,6 @@ class Proposal(nn.Module):
             value = torch.stack([torch.stack(states, -1), torch.stack(actions, -1)], dim=-1)
         return value, log_w
 
-
     def _draw_from_tables(
         self, num: int, generator: torch.Generator | None
     ) -> tuple[torch.Tensor, torch.Tensor]:
