@@ -3,11 +3,25 @@ r"""The MAP and the Laplace approximation on a cheap potential: the first stage 
 For a model that offers a potential energy U(theta) = -log p(theta, data) + const whose
 cost does not grow with the number of observations
 (:class:`bayes_irl.protocols.SufficientStatistics`), the MAP is found by L-BFGS
-(SciPy's L-BFGS-B) on U to a gradient tolerance, and the Laplace covariance is the
-inverse of the exact Hessian of U at the MAP (D x D, D small, by double back-propagation
-through the recursion):
+(SciPy's L-BFGS-B) on U, then polished by Newton steps on the exact Hessian H of U
+(D x D, D small: double back-propagation through the recursion, or central differences
+of the exact gradient), and the Laplace covariance is the inverse Hessian at the MAP:
 
     theta_MAP = argmin U(theta),        Sigma = [nabla^2 U(theta_MAP)]^{-1}.
+
+Convergence is judged on the scale of the posterior, not of the gradient: the Newton
+decrement
+
+    delta = sqrt(g^T H^{-1} g),          g = nabla U(theta),
+
+is the length of the remaining Newton step measured in posterior standard deviations
+(the Mahalanobis norm of Sigma), so ``delta <= 1e-3`` says the MAP lies within a
+thousandth of a posterior sd of the stationary point whatever the units of the features
+or the number of observations. A raw gradient tolerance is not portable: U is a sum over
+n observations, and the rounding floor of its gradient grows with n and with the
+summation order (BLAS, threads, the compiled kernel), so a tolerance set near it passes
+on one machine and fails on another. The decrement's own rounding floor is
+~eps · (sum of |terms| of the gradient) · sd, many orders below 1e-3.
 
 The result starts every default fit: ``method="laplace"`` returns N(theta_MAP, Sigma);
 SVI initialises its guide there; NUTS/HMC start at the MAP with Sigma as the inverse mass
@@ -27,7 +41,19 @@ import torch
 
 from bayes_irl.models.lean_potential import numpy_value_and_grad
 
-__all__ = ["LaplaceFit", "find_laplace", "model_laplace", "sufficient_statistics_potential"]
+__all__ = [
+    "NEWTON_TOLERANCE",
+    "LaplaceFit",
+    "find_laplace",
+    "model_laplace",
+    "sufficient_statistics_potential",
+]
+
+NEWTON_TOLERANCE = 1e-3
+"""Largest Newton decrement sqrt(g^T H^{-1} g) of a converged MAP, in posterior sds."""
+
+_POLISH = 1e-3
+"""The Newton polish aims at ``_POLISH * newton_tol`` (convergence is judged at newton_tol)."""
 
 
 def sufficient_statistics_potential(model, data):
@@ -62,9 +88,13 @@ class LaplaceFit:
         loc: the MAP theta_MAP, shape (D,).
         covariance: the inverse Hessian of U at the MAP, shape (D, D).
         potential: the potential ``U({site: theta}) -> scalar`` that was minimised.
-        grad_norm: max |dU/dtheta| at the MAP (the stopping criterion's quantity).
-        num_evaluations: potential evaluations by L-BFGS (line search included).
-        converged: whether the gradient tolerance was reached.
+        grad_norm: max |dU/dtheta| at the MAP (reported; not the stopping criterion).
+        newton_decrement: sqrt(g^T H^{-1} g) at the MAP, the remaining Newton step in
+            posterior standard deviations (the stopping criterion's quantity).
+        num_evaluations: potential evaluations by L-BFGS (line search included) and the
+            Newton polish.
+        num_newton_steps: Newton steps taken after L-BFGS.
+        converged: whether ``newton_decrement <= newton_tol``.
         wall_time: seconds for the optimisation and the Hessian.
     """
 
@@ -73,7 +103,9 @@ class LaplaceFit:
     covariance: torch.Tensor
     potential: Callable
     grad_norm: float
+    newton_decrement: float
     num_evaluations: int
+    num_newton_steps: int
     converged: bool
     wall_time: float
 
@@ -83,28 +115,39 @@ def find_laplace(
     site: str,
     init: torch.Tensor,
     *,
-    grad_tol: float = 1e-6,
+    newton_tol: float = NEWTON_TOLERANCE,
     max_iter: int = 500,
+    max_newton_steps: int = 20,
 ) -> LaplaceFit:
-    """MAP by L-BFGS to ``max |grad U| <= grad_tol``, then the exact Hessian.
+    """MAP by L-BFGS and a Newton polish on the exact Hessian, then the Laplace covariance.
+
+    L-BFGS brings theta close to the mode; Newton steps theta <- theta - H^{-1} g (halved
+    until U does not rise beyond its rounding) then converge quadratically. The fit has
+    converged when the Newton decrement sqrt(g^T H^{-1} g) is at most ``newton_tol``
+    posterior sds (see the module docstring for why this criterion is portable and a
+    gradient tolerance is not); the polish goes on to 1e-3 of that, or until the
+    decrement stops halving (its rounding floor), so that the covariance is the inverse
+    Hessian at the mode itself.
 
     Args:
         potential: ``U({site: theta (D,)}) -> scalar``, differentiable twice.
         site: the latent site's name.
         init: starting point, shape (D,) (its dtype and device are used throughout).
-        grad_tol: tolerance on the largest absolute gradient coordinate; U is a sum over
-            observations, so 1e-6 puts the MAP within ~1e-6 / (n · curvature) of the
-            optimum, far below any posterior sd.
+        newton_tol: tolerance on the Newton decrement, in posterior standard deviations.
         max_iter: the most L-BFGS iterations.
+        max_newton_steps: the most Newton steps after L-BFGS.
 
     Returns:
-        The :class:`LaplaceFit`.
+        The :class:`LaplaceFit`; ``converged`` is False (and the fit's convergence check
+        fails) when the decrement is still above ``newton_tol`` after the polish.
 
     Raises:
         FloatingPointError: if U or its gradient becomes non-finite.
-        ValueError: if the Hessian at the optimum is not positive definite (the potential
-            has no proper mode there; use SVI or NUTS).
+        ValueError: if ``newton_tol`` is not positive, or the Hessian at the optimum is not
+            positive definite (the potential has no proper mode there; use SVI or NUTS).
     """
+    if not newton_tol > 0:
+        raise ValueError(f"newton_tol must be > 0 (posterior sds); got {newton_tol}")
     start = time.perf_counter()
     dtype, device = init.dtype, init.device
     evaluations = 0
@@ -121,46 +164,86 @@ def find_laplace(
                 f"the potential (or its gradient) became {out[0]} during the MAP search; "
                 "check the data and the prior"
             )
-        return out
+        return float(out[0]), np.asarray(out[1], dtype=float)
 
-    # SciPy's L-BFGS-B (no torch.optim: its first use imports torch._dynamo, ~4 s) stops
-    # when max |grad U| <= grad_tol; ftol=0 turns off the relative-decrease stop
+    # SciPy's L-BFGS-B (no torch.optim: its first use imports torch._dynamo, ~4 s); its
+    # own stop only needs to bring theta into Newton's basin, the polish below decides
     found = scipy.optimize.minimize(
         value_and_grad,
         init.detach().cpu().double().numpy(),
         jac=True,
         method="L-BFGS-B",
-        options={"maxiter": max_iter, "maxcor": 20, "gtol": grad_tol, "ftol": 0.0},
+        options={"maxiter": max_iter, "maxcor": 20, "gtol": 1e-8, "ftol": 0.0},
     )
-    theta = torch.as_tensor(found.x, dtype=dtype, device=device)
-    loc = theta.detach()
-    with torch.enable_grad():
-        point = loc.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(potential({site: point}), point)
-    grad_norm = float(grad.abs().max())
-    if not torch.isfinite(grad).all():
-        raise FloatingPointError("the potential's gradient at the MAP is not finite")
-    hessian = _lean_hessian(potential, found.x) if dtype == torch.float64 else None
+    theta = np.asarray(found.x, dtype=float)
+    value, grad = value_and_grad(theta)
+    hessian, chol = _positive_definite_hessian(potential, site, theta, dtype, device)
+    decrement = _newton_decrement(chol, grad)
+    newton_steps = 0
+    # polish past the tolerance (quadratic convergence: one or two more steps) so that the
+    # Hessian, and so the covariance, is taken at the mode itself; stop early where the
+    # decrement no longer halves, its rounding floor
+    while decrement > _POLISH * newton_tol and newton_steps < max_newton_steps:
+        step = torch.cholesky_solve(torch.from_numpy(grad).to(chol).unsqueeze(-1),
+                                    chol).squeeze(-1).cpu().double().numpy()
+        # rounding of U at this scale: a step whose rise stays below it is accepted
+        slack = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
+        scale = 1.0
+        for _ in range(30):
+            trial = theta - scale * step
+            trial_value, trial_grad = value_and_grad(trial)
+            if trial_value <= value + slack:
+                break
+            scale *= 0.5
+        else:
+            break  # no descent along the Newton direction: report the decrement reached
+        theta, value, grad = trial, trial_value, trial_grad
+        newton_steps += 1
+        hessian, chol = _positive_definite_hessian(potential, site, theta, dtype, device)
+        previous, decrement = decrement, _newton_decrement(chol, grad)
+        if decrement <= newton_tol and decrement > 0.5 * previous:
+            break
+    covariance = torch.cholesky_inverse(chol)
+    return LaplaceFit(
+        site=site,
+        loc=torch.as_tensor(theta, dtype=dtype, device=device),
+        covariance=0.5 * (covariance + covariance.T),
+        potential=potential,
+        grad_norm=float(np.abs(grad).max()),
+        newton_decrement=decrement,
+        num_evaluations=evaluations,
+        num_newton_steps=newton_steps,
+        converged=bool(decrement <= newton_tol),
+        wall_time=time.perf_counter() - start,
+    )
+
+
+def _positive_definite_hessian(potential, site: str, theta: np.ndarray, dtype, device):
+    """The symmetrised Hessian of U at ``theta`` and its Cholesky factor.
+
+    Raises:
+        ValueError: if it is not positive definite.
+    """
+    hessian = _lean_hessian(potential, theta) if dtype == torch.float64 else None
     if hessian is None:
-        hessian = torch.autograd.functional.hessian(lambda t: potential({site: t}), loc)
-    hessian = 0.5 * (hessian.to(dtype) + hessian.to(dtype).T)
+        point = torch.as_tensor(theta, dtype=dtype, device=device)
+        hessian = torch.autograd.functional.hessian(lambda t: potential({site: t}), point)
+    hessian = hessian.to(dtype=dtype, device=device)
+    hessian = 0.5 * (hessian + hessian.T)
     chol, info = torch.linalg.cholesky_ex(hessian)
-    if int(info) != 0:
+    if int(info) != 0 or not torch.isfinite(hessian).all():
         raise ValueError(
             "the Hessian of the negative log joint at the MAP is not positive definite; the "
             "Laplace approximation does not apply (try method='svi' or 'nuts')"
         )
-    covariance = torch.cholesky_inverse(chol)
-    return LaplaceFit(
-        site=site,
-        loc=loc,
-        covariance=0.5 * (covariance + covariance.T),
-        potential=potential,
-        grad_norm=grad_norm,
-        num_evaluations=evaluations,
-        converged=grad_norm <= grad_tol,
-        wall_time=time.perf_counter() - start,
-    )
+    return hessian, chol
+
+
+def _newton_decrement(chol: torch.Tensor, grad: np.ndarray) -> float:
+    """sqrt(g^T H^{-1} g) for H = chol chol^T: the Newton step's length in posterior sds."""
+    whitened = torch.linalg.solve_triangular(
+        chol, torch.from_numpy(grad).to(chol).unsqueeze(-1), upper=False)
+    return float(whitened.square().sum().sqrt())
 
 
 def _lean_hessian(potential, theta: np.ndarray, step: float = 1e-4) -> torch.Tensor | None:
@@ -209,8 +292,9 @@ def model_laplace(
     data,
     *,
     init_values: dict[str, torch.Tensor] | None = None,
-    grad_tol: float = 1e-6,
+    newton_tol: float = NEWTON_TOLERANCE,
     max_iter: int = 500,
+    max_newton_steps: int = 20,
 ) -> LaplaceFit | None:
     """:func:`find_laplace` on the model's cheap potential, or None where it has none.
 
@@ -219,8 +303,9 @@ def model_laplace(
         data: its prepared data.
         init_values: latent site -> starting value (e.g. a previous MAP); default zeros
             (the centre of the usual N(0, 1) prior).
-        grad_tol: see :func:`find_laplace`.
+        newton_tol: see :func:`find_laplace`.
         max_iter: see :func:`find_laplace`.
+        max_newton_steps: see :func:`find_laplace`.
 
     Returns:
         The :class:`LaplaceFit`, or None when the model offers no potential.
@@ -234,7 +319,8 @@ def model_laplace(
     else:
         init = torch.zeros(dim, dtype=_site_dtype(model, data, site))
     return find_laplace(potential, site, init.to(_site_dtype(model, data, site)),
-                        grad_tol=grad_tol, max_iter=max_iter)
+                        newton_tol=newton_tol, max_iter=max_iter,
+                        max_newton_steps=max_newton_steps)
 
 
 def _site_dtype(model, data, site: str) -> torch.dtype:

@@ -32,7 +32,7 @@ from bayes_irl.inference.backends.importance_svi import (
     fit_importance_guide,
     importance_svi_applies,
 )
-from bayes_irl.inference.backends.laplace import LaplaceFit, model_laplace
+from bayes_irl.inference.backends.laplace import NEWTON_TOLERANCE, LaplaceFit, model_laplace
 from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
 from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
@@ -461,7 +461,8 @@ def _lean_posterior(model, data, cls, site: str, potential: Callable, fitted,
     loc = torch.from_numpy(fitted.loc)
     chol = torch.from_numpy(fitted.scale_tril)
     result = LaplaceFit(site=site, loc=loc, covariance=chol @ chol.T, potential=potential,
-                        grad_norm=math.nan, num_evaluations=fitted.num_evaluations,
+                        grad_norm=math.nan, newton_decrement=math.nan,
+                        num_evaluations=fitted.num_evaluations, num_newton_steps=0,
                         converged=fitted.converged, wall_time=fitted.wall_time)
     target = _potential_model(model, result)
     guide_fn = _laplace_initialised_guide(target, cls, result, data)
@@ -656,6 +657,7 @@ def run_laplace(
     optimizer: str | None = None,
     init_values: dict[str, torch.Tensor] | None = None,
     max_iter: int = 200,
+    max_newton_steps: int = 20,
     **options,
 ) -> Posterior:
     """Laplace approximation: the MAP, then a Gaussian with the inverse Hessian as covariance.
@@ -678,6 +680,9 @@ def run_laplace(
         init_values: latent site -> initial value (constrained space), e.g. the previous
             MAP when refitting after one more observation; default Pyro's ``init_to_median``.
         max_iter: ``"lbfgs"`` only: the most L-BFGS iterations.
+        max_newton_steps: ``"lbfgs"`` on a cheap potential only: the most Newton steps
+            of the polish after L-BFGS (see
+            :func:`bayes_irl.inference.backends.laplace.find_laplace`).
         **options: the options of :func:`run_svi` (``guide`` defaults to ``"laplace"``;
             with ``"lbfgs"`` only ``seed`` and ``num_samples`` are used).
 
@@ -714,7 +719,8 @@ def run_laplace(
         raise ValueError(f"unknown options for run_laplace: {sorted(options)}")
     pyro.set_rng_seed(seed)
     pyro.clear_param_store()
-    laplace = model_laplace(model, data, init_values=init_values)
+    laplace = model_laplace(model, data, init_values=init_values, max_iter=max_iter,
+                            max_newton_steps=max_newton_steps)
     if laplace is not None:
         # N(MAP, Sigma) drawn directly: building the guide's MultivariateNormal calls
         # torch.broadcast_shapes, whose first call imports SymPy (2-4 s of a CLI fit)
@@ -732,7 +738,9 @@ def run_laplace(
                 "optimizer": "lbfgs",
                 "potential": "sufficient_statistics",
                 "num_evaluations": laplace.num_evaluations,
+                "num_newton_steps": laplace.num_newton_steps,
                 "grad_norm": laplace.grad_norm,
+                "newton_decrement": laplace.newton_decrement,
                 "converged": int(laplace.converged),
                 "wall_time_s": laplace.wall_time,
             },
@@ -756,16 +764,27 @@ def run_laplace(
         return loss
 
     lbfgs.step(closure)
-    wall = time.perf_counter() - start
     if not np.isfinite(losses[-1]):
         raise FloatingPointError(f"L-BFGS loss became {losses[-1]}; check the data and prior")
+    gaussian = guide.laplace_approximation(data)
+    # the remaining Newton step in posterior sds, sqrt(g^T H^{-1} g) = |L^T g| with
+    # H^{-1} = L L^T: the same scale-aware criterion as the cheap-potential search
+    guide_trace = poutine.trace(guide).get_trace(data)
+    model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(data)
+    loc = guide_trace.nodes["_AutoLaplaceApproximation_latent"]["value"]
+    (grad,) = torch.autograd.grad(-model_trace.log_prob_sum(), loc)
+    chol = gaussian.scale[:, None] * gaussian.scale_tril  # Sigma = diag(s) C diag(s)
+    decrement = float((chol.detach().T @ grad.detach()).norm())
+    wall = time.perf_counter() - start
     posterior = guide_posterior(
         model,
         data,
-        guide.laplace_approximation(data),
+        gaussian,
         losses=np.asarray(losses),
         num_samples=num_samples,
-        attrs={"seed": seed, "optimizer": "lbfgs", "max_iter": max_iter, "wall_time_s": wall},
+        attrs={"seed": seed, "optimizer": "lbfgs", "max_iter": max_iter, "wall_time_s": wall,
+               "newton_decrement": decrement,
+               "converged": int(decrement <= NEWTON_TOLERANCE)},
     )
     posterior.method = "laplace"
     return posterior
