@@ -1,4 +1,4 @@
-"""Coverage of the FrozenLake posterior over many demonstration data sets (issue 9).
+"""Coverage of the FrozenLake posterior over many demonstration data sets.
 
 For each seed: 300 episodes of the soft-optimal (maximum causal entropy) demonstrator of a
 known reward on FrozenLake-v1 (slippery, horizon 15), rolled out in Gymnasium; Laplace

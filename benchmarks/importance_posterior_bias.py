@@ -1,13 +1,15 @@
 """Importance-normaliser posterior vs the exact posterior on a random sparse MDP.
 
-Setting (the calibration issue's): a random sparse MDP with 36 states, 4 actions, 3
-successors per (s, a), T = 12, 4 centred random state features; theta* ~ N(0, I); 300
-exact demonstrations. Reference: the exact posterior mean and sd by importance sampling
-with the exact normaliser and the exact-normaliser Laplace approximation as the proposal
-(20000 draws). Compared (same SVI: AutoMultivariateNormal, 2000 steps, lr 0.05, seed s):
+Setting (the problem of ``bayes-irl calibrate --problem random-mdp``): a random sparse MDP
+with 36 states, 4 actions, 3 successors per (s, a), T = 12, 4 centred random state
+features; theta* ~ N(0, I); 300 exact demonstrations. Reference: the exact posterior mean
+and sd by importance sampling with the exact normaliser and the exact-normaliser Laplace
+approximation as the proposal (20000 draws). Compared (same SVI: AutoMultivariateNormal,
+2000 steps, lr 0.05, seed s):
 
-* ``fixed``: the importance normaliser as before (TwistedProposal, K = 4000, the guide
-  policy retrained by GuidePolicyTrainer every 25 SVI steps, bank kept between refreshes);
+* ``fixed``: the importance normaliser with a kept bank (TwistedProposal, K = 4000, the
+  guide policy retrained by GuidePolicyTrainer every 25 SVI steps, the bank kept between
+  refreshes);
 * ``fresh``: the same with ``fresh_bank=True`` (a new bank every SVI step), iterate
   averaging of the second half of the run and no gradient clamp (``clip_norm=None``);
 * ``fresh_clipped``: ``fresh`` with SVI's default elementwise clamp at 10 (the clamp of a

@@ -46,7 +46,7 @@ needs a 3-se deviation, p < 0.0014 per coordinate). Measured: correct SVI fits (
 5x5 gridworlds, several seeds, full and mean-field guides, Laplace and prior starts) stay
 at or below 0.5 after the 3-se margin; SVI from the prior under a N(0, 1e6) prior, whose
 weights ran off to 1e4-1e5 with sd 0.1-0.7 while its loss had flattened, scores 146
-(3x3, 300 steps) and 5.2e3 (5x5, 5000 steps) (``benchmarks/issue13_results.md``). Its
+(3x3, 300 steps) and 5.2e3 (5x5, 5000 steps) (``benchmarks/guard_results.md``). Its
 power is limited by the Monte-Carlo noise: on the 5x5 gridworld the s.e. reached 0.8, so
 only mean errors beyond ~1 + 3 s.e. sds are certain to be flagged. The check needs the
 model's cheap potential

@@ -1,9 +1,9 @@
-"""Issue 13: replay the fast bad-input cases and print each one's outcome as a table row.
+"""Replay the fast bad-input cases and print each one's outcome as a table row.
 
-Run: ``nice python benchmarks/issue13_cases.py``. A case is "clean" when it raises a
-ValueError (or the CLI exits 2 with a one-line message) naming the file/option, or when it
-warns as documented; "SILENT" when it passes without a word; "CRASH" for any other
-exception.
+Run: ``nice python benchmarks/guard_cases.py`` (results: ``benchmarks/guard_results.md``).
+A case is "clean" when it raises a ValueError (or the CLI exits 2 with a one-line message)
+naming the file/option, or when it warns as documented; "SILENT" when it passes without a
+word; "CRASH" for any other exception.
 """
 
 import contextlib
