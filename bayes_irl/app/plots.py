@@ -188,7 +188,8 @@ def plot_reward_map(
         demonstrations: optional :class:`~bayes_irl.TrajectoryBatch`: every cell is
             annotated with its number of visits (observed states s_0..s_L).
         arrows: overlay the action of highest probability at t = 0 under the soft-optimal
-            policy of the posterior-mean reward, as its expected move on the grid.
+            policy of the posterior-mean reward, as its expected move on the grid (one
+            scale for all arrows: a greedy stay, or a move into a wall, is a dot).
         kind: ``"causal"`` or ``"global"`` soft policy for the arrows.
         layout: ``(rows, cols)`` overriding ``mdp.layout``; state s is cell
             ``(s // cols, s % cols)``.
@@ -230,13 +231,18 @@ def plot_reward_map(
         best = log_pi.argmax(-1).cpu().numpy()
         move = _action_displacements(mdp, rows, cols)[np.arange(mdp.num_states), best]
         r_idx, c_idx = np.divmod(np.arange(mdp.num_states), cols)
-        scale = np.abs(move).max(-1, keepdims=True)
-        unit = np.divide(move, scale, out=np.zeros_like(move), where=scale > 1e-9)
+        # one scale for every arrow, so that the longest move is one arrow length: a
+        # greedy "stay" (or a move into a wall) under slip drifts by slip/A of a cell,
+        # which a per-cell scale would blow up into a full arrow pointing away from it
+        longest = float(np.abs(move).max())
+        unit = move / longest if longest > 1e-9 else np.zeros_like(move)
+        # arrows in data coordinates (x = column, y = row): imshow's y axis points down,
+        # so the row change is V as it is, and a move to the row above points up on screen
         ax.quiver(
             c_idx,
             r_idx,
             unit[:, 1],
-            -unit[:, 0],
+            unit[:, 0],
             angles="xy",
             scale_units="xy",
             scale=2.5,
