@@ -1,6 +1,6 @@
 """Random sparse MDPs: a benchmark problem that no test was written around.
 
-The calibration issue's MDP (36 states, 4 actions, 3 successors per (s, a), T = 12, 4
+The calibration benchmarks' MDP (36 states, 4 actions, 3 successors per (s, a), T = 12, 4
 features) is built by :func:`random_sparse_mdp`; ``bayes-irl calibrate --problem
 random-mdp`` runs simulation-based calibration on it.
 """

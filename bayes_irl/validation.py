@@ -142,7 +142,7 @@ def validate_prior(prior: Any, num_params: int, name: str = "prior"):
 
 
 FLOAT32_MAX_HORIZON = 100
-"""Longest horizon accepted in float32 (the issue measured a gradient 0.574x too small at
+"""Longest horizon accepted in float32 (a gradient measured 0.574x too small at
 T = 500 in float32; errors accumulate over the T steps of the recursion)."""
 
 FLOAT32_MAX_RETURN = 1e3

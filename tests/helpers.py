@@ -142,7 +142,7 @@ def exact_posterior_moments(model, data):
 
 
 def random_sparse_mdp(seed, num_states=36, num_actions=4, fan_out=3, horizon=12, num_features=4):
-    """The calibration issue's random sparse MDP and a true theta ~ N(0, I).
+    """The calibration benchmarks' random sparse MDP and a true theta ~ N(0, I).
 
     Each (s, a) moves to ``fan_out`` distinct random states with Dirichlet(1) probabilities;
     uniform start; standardised Gaussian state features (S, D). Also used by

@@ -27,6 +27,7 @@ from bayes_irl.inference import (
     pointwise_log_likelihood,
     run_importance,
 )
+from bayes_irl.inference.convergence import ConvergenceWarning
 from bayes_irl.models import DemonstrationModel
 from tests.helpers import exact_posterior_moments
 
@@ -44,7 +45,8 @@ def custom_guide(data, *, subsample=True):
 
 
 # method label -> (fit method, options). Sizes keep the default suite small: 500 SVI
-# steps (the loss is flat after ~300 on this problem), 1000 independent draws.
+# steps (the loss is flat after ~300 on this problem), 1000 independent draws. NUTS runs
+# with the user's defaults (chains, warm-up, draws sized for a bulk ESS of 400).
 SVI = {"num_steps": 500, "num_samples": 1000}
 CASES = {
     "svi_normal": ("svi", {"guide": "normal", **SVI}),
@@ -53,14 +55,14 @@ CASES = {
     "svi_neural_spline": ("svi", {"guide": "neural_spline", **SVI}),
     "svi_custom": ("svi", {"guide": custom_guide, **SVI}),
     "laplace": ("laplace", SVI),
-    "nuts": ("nuts", {"num_samples": 300, "warmup_steps": 200, "num_chains": 2}),
+    "nuts": ("nuts", {}),
     "importance": ("importance", {"num_proposals": 100_000, "num_samples": 1000}),
 }
 
 # Tolerances on |mean - exact mean| in units of the exact posterior sd, and on the ratio
 # sd / exact sd. Why:
 # * Monte Carlo error of a mean from N effective draws is sd / sqrt(N): <= 0.07 sd for
-#   N >= 200 (NUTS 2 x 300 draws, importance ESS ~ 950, 1000 guide draws), so 0.3 sd is
+#   N >= 200 (NUTS bulk ESS >= 400, importance ESS ~ 950, 1000 guide draws), so 0.3 sd is
 #   > 4 standard errors for the Gaussian-like approximations (full-covariance normal,
 #   Laplace = MAP + Hessian, NUTS, importance) whose bias is negligible at n = 100.
 # * Mean-field guides (AutoNormal, the custom guide) find the right mean of a near-Gaussian
@@ -155,10 +157,13 @@ def test_backend_agrees_with_exact_posterior(fitted, exact_posterior, label):
 
 
 def test_nuts_mixes(fitted):
-    # 2 chains x 300 draws on a 2-D near-Gaussian posterior: r_hat must be ~1.
-    _, idata = fitted("nuts")
-    summary = az.summary(idata, var_names=["weights"])
-    assert (summary["r_hat"] < 1.02).all()
+    # The default sampler on a 2-D near-Gaussian posterior passes the library's own checks
+    # (r_hat < 1.01, ESS, no divergence, ...) with >= 2 chains.
+    post, idata = fitted("nuts")
+    assert post.attrs["convergence_ok"] == 1, post.attrs["convergence_verdict"]
+    assert post.num_chains >= 2
+    summary = az.summary(idata, var_names=["weights"], round_to="none")
+    assert (summary["r_hat"] < 1.01).all(), summary
 
 
 def test_importance_diagnostics_recorded(fitted):
@@ -187,7 +192,9 @@ def test_importance_log_marginal_likelihood_matches_quadrature(problem, exact_po
 def test_importance_warns_on_high_khat(problem):
     # 30 prior draws for a posterior ~10x narrower than the prior: a few weights dominate.
     _, model, demos, _ = problem
-    with pytest.warns(ImportanceWarning, match="k-hat"):
+    # both the importance sampler and the convergence guard must say so
+    with pytest.warns(ConvergenceWarning, match="NOT CONVERGED"), \
+            pytest.warns(ImportanceWarning, match="k-hat"):
         post = fit(model, demos, method="importance", num_proposals=30, num_samples=50)
     assert post.attrs["khat"] > 0.7
 
@@ -200,7 +207,7 @@ def test_importance_with_guide_proposal_is_more_efficient(problem):
     # proposal seeds), Pyro's 300-step iterates 0.1-0.8: the near-exact fit leaves log
     # weights with sd 0.18 and a few draws +1.2 out in the posterior's heavier tail, a
     # relative tail that PSIS reads as heavy (the weights' variance is infinite for any
-    # Gaussian guide much narrower than the prior; see the issue 14 notes)
+    # Gaussian guide much narrower than the prior)
     _, model, demos, data = problem
     svi = fit(model, demos, method="svi", num_steps=300, num_samples=10, progress_bar=False,
               svi_backend="pyro")
@@ -245,6 +252,8 @@ def test_neural_spline_validation(problem):
         neural_spline_guide(problem[1], count_bins=1)
 
 
+# 10 draws of one chain on purpose (a smoke test): the ESS guard fires
+@pytest.mark.filterwarnings("ignore:NOT CONVERGED:UserWarning")
 def test_hmc_runs_and_converts(problem):
     # Smoke test only: Pyro's HMC keeps the trajectory length num_leapfrog_steps x the
     # INITIAL step size (1.0) fixed, so after adaptation it takes ~10x more leapfrog steps

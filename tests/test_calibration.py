@@ -138,7 +138,7 @@ def test_coverage_of_uniform_pit():
 
 # ---------------------------------------------------------------- the check can fail
 def test_exact_posterior_passes_and_overconfident_is_flagged(tiny):
-    # The "Must show", at the runner's default settings (Bonferroni over the 7
+    # The calibration claim, at the runner's default settings (Bonferroni over the 7
     # quantities at alpha = 0.05, 2000 null simulations). N = 60 simulations, L = 49
     # draws. Exact quadrature posterior: not flagged (false-alarm rate <= 5% by
     # construction; the seed is fixed, so this is deterministic). The same posterior with
@@ -160,7 +160,8 @@ def test_exact_posterior_passes_and_overconfident_is_flagged(tiny):
 
 @pytest.mark.slow  # 30 SVI fits (300 steps each)
 def test_overconfident_svi_is_flagged(tiny):
-    # The wording: SVI draws (AutoMultivariateNormal) with the sd scaled by 0.5.
+    # A deliberately miscalibrated posterior: SVI draws (AutoMultivariateNormal) with the
+    # sd scaled by 0.5.
     # Flagged at the default settings with N = 30: at N = 30 the halved-sd Laplace fits of
     # notebook 06 gave p <= 0.0005 on 3 of 7 quantities (the Bonferroni level is 0.007).
     _, model = tiny

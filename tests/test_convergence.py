@@ -1,4 +1,4 @@
-"""Convergence guards: every silent-wrong case of issue 13 now warns, or raises when strict.
+"""Convergence guards: every silent-wrong case of benchmarks/guard_cases.py warns or raises.
 
 Each guard is exercised twice: on a posterior that must fail it (the test fails when the
 guard is removed) and on one that must pass (the test fails when the guard fires always).
@@ -51,7 +51,7 @@ def test_mcmc_guards_on_synthetic_chains():
         "diverging": np.zeros((2, 1000), bool), "tree_depth": np.full((2, 1000), 3),
         "energy": rng.normal(size=(2, 1000))}, attrs={"max_tree_depth": 6}))
     assert report.ok, report.verdict()
-    # Chains stuck in different places (the issue's r_hat 3.07): r_hat and ESS fail.
+    # Chains stuck in different places (r_hat 3.07 in the reported case): r_hat and ESS fail.
     stuck = good.copy()
     stuck[1] += 5.0
     assert {"r_hat", "ess_bulk", "ess_tail"} <= _failed(check_convergence(_posterior(stuck)))
@@ -86,7 +86,7 @@ def test_importance_guards_use_pareto_smoothed_ess():
 
 
 class _BadNormalizer:
-    """An importance normaliser whose proposal is untrained (the issue's k-hat 7.85)."""
+    """An importance normaliser whose proposal is untrained (k-hat 7.85 in the reported case)."""
 
     diagnostics = ImportanceDiagnostics(num_samples=1000, ess=1.0, khat=7.85, log_z=0.0,
                                         log_z_std_error=1.0)

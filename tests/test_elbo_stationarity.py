@@ -1,6 +1,7 @@
 """The ELBO-stationarity guard: SVI that ran off under a very wide prior is flagged.
 
-Issue 13's silent-wrong case: SVI from the guide's own start (``init="prior"``) under a
+A silent-wrong case of benchmarks/guard_cases.py: SVI from the guide's own start
+(``init="prior"``) under a
 N(0, 1e6) prior starts its mean at prior-median draws of order 1e5, where the policy is
 deterministic and the log-likelihood gradient is constant, so a loss that falls linearly
 by a tiny relative amount passes the loss-drift check and the fit reports weights of

@@ -133,7 +133,7 @@ def test_fast_defaults_agree_with_the_former_slow_defaults(problem):
     # Former defaults: Laplace by 5000 Adam steps; SVI 5000 steps from the prior; NUTS
     # init_to_uniform, 500 warm-up + 1000 draws per chain on the traced model.
     # Laplace and SVI are compared through their Gaussian guides' exact moments (no Monte
-    # Carlo error): means within 0.1 sd, sds within 10% (the issue's criterion; the
+    # Carlo error): means within 0.1 sd, sds within 10% (the stated criterion; the
     # former Adam runs end within ~1% of their optimum here). NUTS vs NUTS: 0.1 sd plus
     # 3 Monte-Carlo standard errors of the difference (ESS >= 400 each: se <= 0.07 sd),
     # sds within 10% plus the same 3-se allowance on an sd estimate (~0.035 each).

@@ -30,7 +30,7 @@ def grid10():
 
 def test_twisted_training_beats_log_z_target(grid10):
     # 400 REINFORCE (reverse-KL) steps then 300 forward-KL steps (256 trajectories each,
-    # Adam lr 0.1 then 0.05) from the uniform guide. Target from the issue:
+    # Adam lr 0.1 then 0.05) from the uniform guide. Target:
     # |log Z_hat - log Z| <= 0.1 nats at K = 1000, checked on 3 independent banks
     # (measured over 8 banks: |error| <= 0.04). This reverse-then-forward recipe does not
     # reliably reach k-hat < 0.7 (measured 0.44-0.89 over 8 banks), so here only its drop
@@ -133,20 +133,23 @@ def test_svi_callback_trains_and_refreshes(tiny):
 
 
 @pytest.mark.slow
-def test_svi_posterior_matches_exact(grid10):
-    # 10x10 grid, 100 demonstrations, 1000 SVI steps (AutoMultivariateNormal, same seed),
-    # 2000 posterior draws each. Importance normaliser: twisted proposal, K = 1000,
-    # updated by exact soft backups at the guide median every 50 SVI steps.
-    # Targets from the issue: means within 0.5 exact-posterior sd, sds within 30%.
-    # (Measured: mean offsets <= 0.24 sd, sd ratios 0.94-1.07. With REINFORCE updates of
-    # 20 steps every 50 SVI steps instead, the fit drifted by ~20 sd: see the report.)
+def test_importance_normalizer_svi_matches_exact_normalizer_svi(grid10):
+    # The claim is about the NORMALISER: the same SVI (AutoMultivariateNormal, 1000 steps
+    # from the prior, same seed, 2000 draws) with the exact normaliser and with an
+    # importance normaliser (twisted proposal, K = 8000 -- see below -- updated by exact
+    # soft backups at the guide median every 50 SVI steps) give the same posterior: means
+    # within 0.5 sd, sds within 30%. It is not a comparison with the exact posterior:
+    # 1000 steps from the prior leave both fits' sds short (0.65 of the Laplace-started
+    # fit's, measured); the default fit against the exact posterior is checked in
+    # tests/test_importance_svi.py. (Measured: mean offsets <= 0.24 sd, sd ratios
+    # 0.94-1.07. With REINFORCE updates of 20 steps every 50 SVI steps instead, the fit
+    # drifted by ~20 sd.)
     demos = grid10.sample_demonstrations(100, seed=1)
     exact_model = DemonstrationModel(grid10.reward_model, ExactNormalizer(grid10.mdp))
     data = exact_model.prepare_data(demos)
     # init="prior" for the reference too (as in test_guide_training_targets): a callback
-    # makes run_svi start from the prior, and 1000 steps from the prior leave the scales
-    # short (sds 0.65 of the Laplace-started reference's, measured); the comparison must
-    # be the SAME SVI, which isolates the normaliser
+    # makes run_svi start from the prior; the comparison must be the SAME SVI, which
+    # isolates the normaliser
     exact = run_svi(exact_model, data, num_steps=1000, num_samples=2000, progress_bar=False,
                     init="prior")
     # early SVI steps between updates can see k-hat > 0.7 (warned); the check is on the fit

@@ -1,4 +1,4 @@
-"""The issue's targets with a LEARNED guide policy (stochastic objectives only, no soft backup).
+"""The accuracy targets with a LEARNED guide policy (stochastic objectives only, no soft backup).
 
 Setting: ``GridWorld.create(size=10, slip=0.1, horizon=20, num_features=4, seed=0)`` at the
 true reward, K = 1000 trajectories per bank. Target: |log Z_hat - log Z| <= 0.1 nats and
@@ -32,7 +32,7 @@ def test_forward_kl_twisted_guide_meets_log_z_and_khat_targets(grid10):
     # twisted proposal, 400 Adam steps at lr 0.1, 256 fresh trajectories per step (~6 s).
     # Measured with this recipe (training seeds 0-3, 5 fresh banks each, 20 banks):
     # |error| <= 0.041 nats, k-hat 0.15-0.55 (ESS 700-900 of 1000). Tolerances are the
-    # issue's: 0.1 nats and k-hat 0.7 (Vehtari et al.'s reliability threshold). The
+    # targets: 0.1 nats and k-hat 0.7 (Vehtari et al.'s reliability threshold). The
     # untrained (uniform) proposal is far off: error -28 to -34 nats, k-hat ~8, ESS 1-2.
     # For comparison (measured, not asserted): the plain PolicyProposal cannot represent
     # the transition-tilted global maxent distribution with slip 0.1. Trained by the same
@@ -63,7 +63,7 @@ def test_svi_posterior_with_guide_learned_during_svi(grid10):
     # whose guide policy is learned DURING SVI: GuidePolicyTrainer is the callback, every
     # 25 SVI steps it takes 50 forward-KL SGD steps (256 trajectories, lr 1) at the
     # Pyro guide's median reward, then draws a fresh bank. No exact soft values anywhere.
-    # Targets from the issue: means within 0.5 exact sd, sds within 30%.
+    # Targets: means within 0.5 exact sd, sds within 30%.
     # Measured with 50 Adam steps per update, max |mean offset| (sd ratios): K = 1000:
     # 1.16 sd (0.98-1.03); K = 4000: 0.47 sd (0.95-1.06), 0.50 with updates every 50;
     # K = 8000: 0.46 sd (0.92-1.08).

@@ -1,6 +1,6 @@
 """Importance-normaliser SVI against the exact posterior at n = 300 demonstrations.
 
-The calibration issue's setting: a random sparse MDP (36 states, 4 actions, 3 successors,
+The calibration benchmarks' setting: a random sparse MDP (36 states, 4 actions, 3 successors,
 T = 12, 4 standardised features), theta* ~ N(0, I), 300 exact demonstrations. Seed 2 is
 the seed on which the importance-normaliser posterior missed the exact mean by 1.34 sd.
 
@@ -52,7 +52,7 @@ def test_default_importance_svi_matches_the_exact_posterior(seed):
     # inference/backends/importance_svi.py trains the proposal (SGD) and draws a fresh bank
     # per step. Seed 1 was 0.37 sd off while the proposal's start was trained by Adam (its
     # bank then missed mass that P has), seed 2 ended 20000 sd off before the start's
-    # steps were limited by the bank's ESS. Tolerance: the issue's 0.2 exact-posterior sd
+    # steps were limited by the bank's ESS. Tolerance: 0.2 exact-posterior sd
     # on every mean, and 10% on every sd; measured 0.054 and 0.091 sd, sd ratios 0.97-1.00
     # (benchmarks/README.md has all five seeds).
     mdp, reward, demos, exact = _problem_and_exact_posterior(seed)
@@ -78,7 +78,7 @@ def test_fresh_bank_unclamped_svi_matches_the_exact_posterior_mean():
     # weights with k-hat 0.4-0.7; skewness up to 9 measured over 400 banks), so nearly
     # every component is clamped and the clamped mean is not the mean: 1.34 sd off on this
     # seed with the clamp, 0.04 sd without (2000 steps; benchmarks/README.md has the 5-seed
-    # table, which needs 4000 steps). Tolerance: the issue's 0.2 exact-posterior sd on
+    # table, which needs 4000 steps). Tolerance: 0.2 exact-posterior sd on
     # every coordinate.
     mdp, reward, demos, exact = _problem_and_exact_posterior(SEED)
     norm = ImportanceNormalizer(TwistedProposal(mdp), num_samples=4000, khat_policy="ignore",

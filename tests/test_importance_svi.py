@@ -10,6 +10,7 @@ from helpers import exact_state_marginals, tiny_mdp
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer, GuidePolicyTrainer, fit, run_svi
 from bayes_irl.inference.backends.importance_svi import importance_svi_applies
+from bayes_irl.inference.convergence import ConvergenceWarning
 from bayes_irl.inference.normalizers.importance import (
     ImportanceNormalizer,
     PolicyProposal,
@@ -65,7 +66,7 @@ def test_importance_svi_matches_exact_normaliser_svi():
     # once with the importance normaliser (K = 1000, an untrained twisted proposal trained
     # during the fit, a fresh bank per step): what differs is only the bank's error, which
     # the fresh banks turn into gradient noise that the averaged tail removes. Tolerance:
-    # the calibration issue's 0.2 posterior sd on every mean and 15% on every sd; measured
+    # 0.2 posterior sd on every mean and 15% on every sd; measured
     # 0.014 sd and sds within 3.1% on this seed (0.014-0.035 sd, sds within 5%, on seeds
     # 3-5).
     world, demos = _gridworld_problem(5)
@@ -74,7 +75,13 @@ def test_importance_svi_matches_exact_normaliser_svi():
     norm = ImportanceNormalizer(TwistedProposal(world.mdp), num_samples=1000, seed=5)
     model = DemonstrationModel(world.reward_model, norm)
     refreshes = norm.num_refreshes
-    post = fit(model, demos, method="svi", seed=5, progress_bar=False)
+    # The guard on the proposal fires here and must: its PSIS k-hat at posterior draws
+    # reaches 1.28 (0.73-1.70 for K = 1000-4000, seeds 5-6, measured), i.e. log Z is
+    # unreliable in parts of the posterior's tail, although the posterior itself matches
+    # the exact-normaliser fit (the claim below). The user is told; the test says so.
+    with pytest.warns(ConvergenceWarning, match="k-hat reaches"):
+        post = fit(model, demos, method="svi", seed=5, progress_bar=False)
+    assert post.attrs["convergence_ok"] == 0
     assert post.attrs["svi_backend"] == "lean"
     assert post.attrs["potential"] == "importance_fresh_bank"
     assert post.attrs["converged"] == 1

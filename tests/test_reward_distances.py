@@ -38,7 +38,7 @@ def test_zero_for_potential_shaping_and_positive_scaling(mdp, metric, transition
         phi = 3 * torch.randn(s, generator=g, dtype=torch.float64)
         scale = float(torch.empty(()).uniform_(0.01, 100, generator=g))
         d = reward_distance(mdp, r, _shaped(r, phi, scale), metric=metric, discount=GAMMA)
-        # the bar: exact up to float64 rounding
+        # the bar: exact up to float64 rounding
         assert d.abs().item() < 1e-10, (trial, d.item())
         other = torch.randn((s, a), generator=g, dtype=torch.float64)
         assert reward_distance(mdp, r, other, metric=metric, discount=GAMMA) > 0.05

@@ -1,6 +1,7 @@
 """Every bad file is a ValueError naming the file and what is wrong; integers never truncate.
 
-The cases are those of issue 13 (truncated / bad-CRC / empty archives, a .npy named .npz,
+The cases are those of benchmarks/guard_cases.py (truncated / bad-CRC / empty archives, a
+.npy named .npz,
 random bytes, pickled arrays, horizon 6.7, [6, 9], "six", NaN or empty, successor 2.6),
 plus a property test: random malformed arrays fed to the loaders and to TrajectoryBatch
 raise ValueError and nothing else.

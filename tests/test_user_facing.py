@@ -85,6 +85,8 @@ def test_reward_maps_and_plots(small_fit):
         plot_action_posterior(world.mdp, world.reward_model, post, states=[0], time=9)
 
 
+# 200 prior proposals on purpose (only the error of plot_svi_loss is tested): k-hat warns
+@pytest.mark.filterwarnings("ignore:NOT CONVERGED:UserWarning")
 def test_svi_loss_needs_svi(small_fit):
     world, demos, model, _ = small_fit
     post = fit(model, demos, method="importance", num_proposals=200, num_samples=20, warn=False)

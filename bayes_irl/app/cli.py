@@ -90,7 +90,7 @@ def _parser() -> argparse.ArgumentParser:
         "--warmup",
         type=int,
         default=None,
-        help="NUTS/HMC warm-up per chain (default 200 from the Laplace start, else 500)",
+        help="NUTS/HMC warm-up per chain (default 300 from the Laplace start, else 500)",
     )
     fit.add_argument("--chains", type=int, default=2, help="NUTS/HMC chains (>= 2 for r_hat)")
     fit.add_argument("--out", type=Path, default=Path("runs/quickstart"), help="output folder")

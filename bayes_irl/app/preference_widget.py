@@ -6,7 +6,7 @@ answer it (left / right / tie / skip). Each click goes to
 to the session's JSONL file at once and refits the posterior every ``refit_every``
 answers; the widget then shows the next query, or the stop reason. Display it with
 ``display(widget.view)``; in tests or scripted runs, :meth:`PreferenceWidget.click` presses
-a button through its callbacks. Needs ``pip install bayes_irl[widgets]``.
+a button through its callbacks. Needs ``pip install bayes_irl[notebook]``.
 """
 
 from __future__ import annotations

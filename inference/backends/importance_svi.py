@@ -38,7 +38,7 @@ with self-normalised weights wbar_k. Three stages:
    tail raises an :class:`~bayes_irl.inference.diagnostics.ImportanceWarning`. At the
    end the normaliser holds a fresh bank from the trained q.
 
-Measured (``benchmarks/README.md``): on the calibration issue's random sparse MDP (300
+Measured (``benchmarks/README.md``): on the calibration benchmarks' random sparse MDP (300
 demonstrations, K = 4000) the posterior means are within 0.05-0.09 exact-posterior sd and
 the sds within 5% on five seeds, 45-65 s per fit, and simulation-based calibration with 200
 simulations is inside the band; on the 5x5 gridworld, whose walled posteriors no Gaussian

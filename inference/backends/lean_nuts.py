@@ -225,6 +225,37 @@ class LeanNUTS:
         self._log_eps_bar = weight * log_eps + (1 - weight) * self._log_eps_bar
         self.step_size = math.exp(log_eps)
 
+    def restart_adaptation(self) -> None:
+        """Start the dual averaging afresh from a step size found at the current point."""
+        self.step_size = self._initial_step_size(self.step_size)
+        self._mu = math.log(10 * self.step_size)
+        self._h_bar, self._log_eps_bar, self._count = 0.0, 0.0, 0
+
+    def rewhiten(self, draws: np.ndarray, *, shrinkage: float = 5.0) -> None:
+        """Use the covariance of warm-up ``draws`` (shape (N, D), theta) as the mass matrix.
+
+        The covariance is estimated in the current whitened coordinates and shrunk towards
+        the identity there (the current mass matrix) with weight ``shrinkage / (N +
+        shrinkage)``, as Stan regularises its windowed estimate; the sampler's position is
+        kept, its step-size adaptation restarts (:meth:`restart_adaptation`).
+
+        Why: the Laplace covariance is the curvature at the mode; where the posterior is
+        skewed (the log-likelihood's curvature n Cov_theta[phi] grows quickly on one side),
+        the typical set is narrower than it says in some directions, and a step size tuned
+        in its whitened space diverges at the steep side.
+        """
+        theta = self.theta(self.current.z)
+        z = np.linalg.solve(self.chol, (np.asarray(draws, dtype=np.float64) - self.loc).T).T
+        n = z.shape[0]
+        cov_z = np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1])
+        weight = n / (n + shrinkage)
+        cov_z = weight * cov_z + (1 - weight) * np.eye(z.shape[1])
+        self.loc = np.asarray(draws, dtype=np.float64).mean(0)
+        self.chol = self.chol @ np.linalg.cholesky(cov_z)
+        z_now = np.linalg.solve(self.chol, theta - self.loc)
+        self.current = self._point(z_now, np.zeros_like(z_now))
+        self.restart_adaptation()
+
     def end_adaptation(self) -> None:
         """Fix the step size at the dual-averaging average (after warm-up)."""
         if self._count:

@@ -67,8 +67,8 @@ def run_mcmc(
     num_samples: int | None = None,
     warmup_steps: int | None = None,
     num_chains: int = 2,
-    max_tree_depth: int = 6,
-    target_accept_prob: float = 0.95,
+    max_tree_depth: int | None = None,
+    target_accept_prob: float | None = None,
     num_leapfrog_steps: int | None = None,
     trajectory_length: float = 1.5,
     full_mass: bool = True,
@@ -87,9 +87,10 @@ def run_mcmc(
 
     Fast default (wherever the model offers a cheap potential, ``init="laplace"``): the
     MAP and the Laplace covariance by L-BFGS first; each chain starts at a draw from that
-    Gaussian with its covariance as the dense inverse mass matrix; a short warm-up (200
-    steps) adapts the step size only; chains run in parallel worker processes; draws are
-    sized for a bulk ESS of ``target_ess`` per parameter (see
+    Gaussian with its covariance as the dense inverse mass matrix; a warm-up of 300 steps
+    adapts the step size and, from the draws of its middle half, the mass matrix (Stan's
+    windows); chains run in parallel worker processes; draws are sized for a bulk ESS of
+    ``target_ess`` per parameter (see
     :mod:`bayes_irl.inference.backends.parallel_chains`). Elsewhere (the model-tracing
     path, or ``init="uniform"``) chains start from ``init_to_uniform``, adapt a dense mass
     matrix over 500 warm-up steps and draw 1000 each, one after another.
@@ -100,16 +101,19 @@ def run_mcmc(
         kernel: ``"nuts"`` or ``"hmc"``.
         num_samples: draws kept per chain; None (default): sized for ``target_ess`` on
             the fast path, 1000 on the model-tracing path.
-        warmup_steps: adaptation steps per chain; None (default): 200 on the fast path
-            (the mass matrix is the Laplace covariance), 500 otherwise (step size and
-            mass matrix adapted).
+        warmup_steps: adaptation steps per chain; None (default): 300 on the fast path,
+            500 otherwise (step size and mass matrix adapted on both).
         num_chains: independent chains (>= 2 for r_hat); keep it <= the CPU cores for the
             parallel fast path.
-        max_tree_depth: NUTS tree-depth cap (2**depth leapfrog steps at most).
-        target_accept_prob: dual-averaging target. 0.95 rather than Pyro's 0.8: the
-            curvature of the log-likelihood, n·Cov_theta[phi], grows in parts of the tails,
-            and with a dense mass matrix the larger steps of 0.8 gave 2-5 divergent
-            transitions per 2 x 1000 draws on the 5x5 gridworld; 0.95 gave none (2 seeds).
+        max_tree_depth: NUTS tree-depth cap (2**depth leapfrog steps at most). None
+            (default): 8 for the fast path's NUTS, 6 otherwise.
+        target_accept_prob: dual-averaging target. None (default): 0.99 for the fast
+            path's NUTS, 0.95 otherwise. Far above Pyro's 0.8 because the curvature of the
+            log-likelihood, n·Cov_theta[phi], can grow 20-800-fold within a few posterior
+            sds of the mode on one side (5x5 gridworlds, 200 demonstrations): at 0.95 the
+            fast path's steps diverged on 3 of 6 random worlds (1-16 divergent
+            transitions per fit), at 0.99 with the adapted mass matrix and depth 8 on none
+            (``benchmarks/nuts_divergences.py``).
         num_leapfrog_steps: HMC only: leapfrog steps at Pyro's *initial* step size 1,
             i.e. a trajectory length of ``num_leapfrog_steps`` (Pyro keeps the length fixed
             while the step size adapts). Default None: use ``trajectory_length``.
@@ -139,7 +143,7 @@ def run_mcmc(
             ``"uniform"``: Pyro's ``init_to_uniform`` and its own adaptation (the former
             default).
         adapt_mass_matrix: fast path: also adapt the mass matrix during warm-up (default
-            None: only when ``warmup_steps`` >= 300).
+            None: when ``warmup_steps`` >= 100).
         target_ess: fast path with ``num_samples=None``: the smallest bulk ESS over the
             parameters to reach.
         max_samples: fast path with ``num_samples=None``: the most draws per chain.
@@ -168,16 +172,23 @@ def run_mcmc(
     if init == "laplace" and sufficient_statistics is not False:
         laplace = model_laplace(model, data)
         if laplace is not None:
+            fast_nuts = kernel == "nuts"
             return _run_fast(
                 model, data, laplace, kernel=kernel, num_samples=num_samples,
-                warmup_steps=200 if warmup_steps is None else warmup_steps,
-                num_chains=num_chains, max_tree_depth=max_tree_depth,
-                target_accept_prob=target_accept_prob, trajectory_length=trajectory_length,
+                warmup_steps=300 if warmup_steps is None else warmup_steps,
+                num_chains=num_chains,
+                max_tree_depth=(8 if fast_nuts else 6) if max_tree_depth is None
+                else max_tree_depth,
+                target_accept_prob=(0.99 if fast_nuts else 0.95) if target_accept_prob is None
+                else target_accept_prob,
+                trajectory_length=trajectory_length,
                 seed=seed, adapt_mass_matrix=adapt_mass_matrix, target_ess=target_ess,
                 max_samples=max_samples, parallel=parallel, checkpoint=checkpoint,
             )
     num_samples = 1000 if num_samples is None else num_samples
     warmup_steps = 500 if warmup_steps is None else warmup_steps
+    max_tree_depth = 6 if max_tree_depth is None else max_tree_depth
+    target_accept_prob = 0.95 if target_accept_prob is None else target_accept_prob
     if num_chains < 1 or num_samples < 1 or warmup_steps < 0:
         raise ValueError(
             "num_chains and num_samples must be >= 1 and warmup_steps >= 0; got "
@@ -301,7 +312,7 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
     if not target_ess > 0 or max_samples < 1:
         raise ValueError(f"target_ess must be > 0 and max_samples >= 1; got {target_ess}, "
                          f"{max_samples}")
-    adapt = warmup_steps >= 300 if adapt_mass_matrix is None else bool(adapt_mass_matrix)
+    adapt = warmup_steps >= 100 if adapt_mass_matrix is None else bool(adapt_mass_matrix)
     dim = laplace.loc.shape[0]
     job = {
         "potential": laplace.potential,

@@ -8,16 +8,17 @@ offers a potential (:func:`bayes_irl.inference.backends.laplace.sufficient_stati
 * chain c starts at one draw from N(MAP, Sigma) (seed ``seed + c``), so the chains start
   dispersed like the posterior and split-r_hat compares independent starts;
 * Sigma is the initial dense inverse mass matrix: in the whitened space the posterior is
-  close to N(0, I), so the warm-up only adapts the step size (dual averaging from a step
-  size found for that mass matrix), 200 steps by default instead of 500, unless
-  ``adapt_mass_matrix=True``;
+  close to N(0, I); the warm-up (300 steps by default) adapts the step size by dual
+  averaging and, with ``adapt_mass_matrix`` (the default), replaces Sigma by the
+  covariance of the draws of its middle half (:func:`warm_up`): where the posterior is
+  skewed, the mode's curvature misstates the typical set;
 * each chain runs in its own worker process (``fork``; one torch thread each), so two
   chains on two cores take the time of one;
 * draws are sized for a target bulk ESS (400 per parameter by default): a first block,
   then more draws per chain, estimated from the ESS per draw so far, until the smallest
   bulk ESS reaches the target and the largest r_hat is below 1.01, or the cap.
 
-NUTS with a fixed mass matrix on a potential with a NumPy gradient (the demonstration
+NUTS on a potential with a NumPy gradient (the demonstration
 model's :class:`~bayes_irl.models.lean_potential.LeanPotential`) runs the NumPy NUTS of
 :mod:`bayes_irl.inference.backends.lean_nuts` (the same algorithm without Pyro's ~0.9 ms of
 bookkeeping per leapfrog step; ``job["sampler"] = "pyro"`` keeps Pyro's); otherwise Pyro's
@@ -102,10 +103,37 @@ def _lean_gradient(job: dict):
     Inputs the evaluator declines are scored by the torch potential itself.
     """
     lean = getattr(job["potential"], "value_and_grad", None)
-    if (lean is None or job["kernel"] != "nuts" or job["adapt_mass_matrix"]
+    if (lean is None or job["kernel"] != "nuts"
             or job.get("sampler", "auto") == "pyro" or job["loc"].dtype != torch.float64):
         return None
     return numpy_value_and_grad(job["potential"], job["site"])
+
+
+def warm_up(sampler: LeanNUTS, steps: int, *, adapt_mass_matrix: bool) -> None:
+    """Adapt ``sampler``'s step size (and mass matrix) over ``steps`` transitions.
+
+    Without ``adapt_mass_matrix``: dual averaging of the step size throughout. With it,
+    three windows as in Stan: the first 25% adapt the step size only, the draws of the
+    next 50% give the mass matrix (:meth:`LeanNUTS.rewhiten`), and the last 25% adapt
+    the step size afresh for it.
+    """
+    if not adapt_mass_matrix or steps < 20:
+        for _ in range(steps):
+            sampler.adapt(sampler.sample()["accept"])
+        sampler.end_adaptation()
+        return
+    first, middle = steps // 4, steps // 2
+    for _ in range(first):
+        sampler.adapt(sampler.sample()["accept"])
+    draws = []
+    for _ in range(middle):
+        stats = sampler.sample()
+        sampler.adapt(stats["accept"])
+        draws.append(stats["theta"])
+    sampler.rewhiten(np.stack(draws))
+    for _ in range(steps - first - middle):
+        sampler.adapt(sampler.sample()["accept"])
+    sampler.end_adaptation()
 
 
 class _LeanChain:
@@ -133,9 +161,7 @@ class _LeanChain:
             value_and_grad, loc=loc, cov=cov, start=start, seed=job["seed"] + chain,
             max_tree_depth=job["max_tree_depth"], target_accept_prob=job["target_accept_prob"],
             step_size=job["step_size"])
-        for _ in range(job["warmup_steps"]):
-            self.sampler.adapt(self.sampler.sample()["accept"])
-        self.sampler.end_adaptation()
+        warm_up(self.sampler, job["warmup_steps"], adapt_mass_matrix=job["adapt_mass_matrix"])
         self.num_draws = 0
         self.divergences: list[int] = []
         self.accepts: list[float] = []
