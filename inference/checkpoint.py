@@ -12,8 +12,14 @@ holding everything the next step depends on:
 
 With ``resume=True`` the loop restores all of it and continues at the saved step, so the
 resumed run's losses and final draws are bit-identical to an uninterrupted run with the
-same seed (tested with a SIGTERM sent to the command line). The file is written through a
-temporary name and renamed, so a kill during the write leaves the previous checkpoint.
+same seed. The file is written through a temporary name and renamed, so a kill during the
+write leaves the previous checkpoint.
+
+Tested in tests/test_checkpoint_resume.py (Pyro's SVI loop, the MCMC paths, the command
+line) and tests/test_lean_svi.py (the NumPy SVI loop): each resume test counts the steps
+(or warm-up steps and draws) the resumed run takes, which must be only the remaining ones,
+and resumes a copy of the checkpoint with one thing changed (the RNG state, the step
+sizes, saved draws), which must change the result after the saved part.
 
 Not covered: a per-step ``callback`` with state of its own (e.g. guide-policy training,
 whose trainer and trajectory bank are not saved); :class:`SVICheckpoint` refuses to resume

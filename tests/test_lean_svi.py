@@ -181,18 +181,47 @@ class _SignalAfter(SVICheckpoint):
         return signal.SIGTERM if self.looks >= self.after else None
 
 
+class _CountingSteps(SVICheckpoint):
+    """Records the step count the NumPy loop reports after each step it runs."""
+
+    def __init__(self, path, **options) -> None:
+        super().__init__(path, **options)
+        self.steps_run = []
+
+    def lean_step_done(self, steps, num_steps, key, state) -> None:
+        self.steps_run.append(steps)
+        super().lean_step_done(steps, num_steps, key, state)
+
+
 def test_checkpoint_resume_is_bit_identical(problem, tmp_path):
+    # Interrupted after 60 steps (saved then); the resumed run must read the file: it runs
+    # only steps 61.. (counted), ends bit-identical to the uninterrupted run, and from a
+    # copy of the file with another RNG state it gives other losses after step 60 and other
+    # draws, which a run that ignored the file could not.
     model, demos, _ = problem
     options = dict(num_samples=50, seed=1, progress_bar=False)
-    path = tmp_path / "svi.pt"
+    uninterrupted = fit(model, demos, method="svi", **options)
+    total = uninterrupted.attrs["num_steps_run"]
+    assert total > 60  # the stationarity rule stops it later
+    path, tampered = tmp_path / "svi.pt", tmp_path / "other.pt"
     with pytest.raises(FitInterrupted, match="after 60 steps"):
         fit(model, demos, method="svi", checkpoint=_SignalAfter(path, after=60, every=25),
             **options)
-    resumed = fit(model, demos, method="svi", checkpoint=SVICheckpoint(path, resume=True),
-                  **options)
-    clean = fit(model, demos, method="svi", **options)
-    assert torch.equal(resumed.samples["weights"], clean.samples["weights"])
-    np.testing.assert_array_equal(resumed.extra["losses"], clean.extra["losses"])
+    payload = torch.load(path, weights_only=False)
+    payload["state"]["rng"] = np.random.default_rng(12345).bit_generator.state
+    torch.save(payload, tampered)
+    counted = _CountingSteps(path, resume=True)
+    resumed = fit(model, demos, method="svi", checkpoint=counted, **options)
+    assert counted.steps_run == list(range(61, total + 1))  # only the remaining steps
+    assert counted.resumed_from == 60
+    assert torch.equal(resumed.samples["weights"], uninterrupted.samples["weights"])
+    np.testing.assert_array_equal(resumed.extra["losses"], uninterrupted.extra["losses"])
+    other = fit(model, demos, method="svi", checkpoint=SVICheckpoint(tampered, resume=True),
+                **options)
+    mine, theirs = other.extra["losses"], uninterrupted.extra["losses"]
+    np.testing.assert_array_equal(mine[:60], theirs[:60])  # the saved history
+    assert not np.array_equal(mine[60:], theirs[60:])
+    assert not torch.equal(other.samples["weights"], uninterrupted.samples["weights"])
 
 
 def test_backend_choice_and_errors(problem):
