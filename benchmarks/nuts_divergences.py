@@ -40,12 +40,15 @@ def main() -> None:
     parser.add_argument("--worlds", type=int, nargs="+", default=[1, 2, 3, 4, 5, 6])
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     parser.add_argument("--demos", type=int, default=200)
+    parser.add_argument("--settings", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--verbose", action="store_true", help="one line per failing fit")
     args = parser.parse_args()
     torch.set_num_threads(1)
     print("| setting | fits | converged | divergent transitions (total / worst fit) "
           "| fits with divergences | wall time per fit (median, max) |")
     print("|---|---|---|---|---|---|")
-    for name, options in SETTINGS.items():
+    for name in args.settings:
+        options = SETTINGS[name]
         ok, divergences, times = [], [], []
         for size in args.sizes:
             horizon = 4 if size == 3 else 10
@@ -63,6 +66,9 @@ def main() -> None:
                     times.append(time.perf_counter() - start)
                     ok.append(post.attrs["convergence_ok"])
                     divergences.append(int(post.sample_stats["diverging"].sum()))
+                    if args.verbose and not ok[-1]:
+                        print(f"  size {size} world {world_seed} seed {seed}: "
+                              f"{post.attrs['convergence_verdict']}", flush=True)
         divergences = np.asarray(divergences)
         print(f"| {name} | {len(ok)} | {sum(ok)} | {divergences.sum()} / {divergences.max()} "
               f"| {(divergences > 0).sum()} | {np.median(times):.1f} s, {max(times):.1f} s |",

@@ -257,7 +257,7 @@ def test_neural_spline_validation(problem):
 def test_hmc_runs_and_converts(problem):
     # Smoke test only: Pyro's HMC keeps the trajectory length num_leapfrog_steps x the
     # INITIAL step size (1.0) fixed, so after adaptation it takes ~10x more leapfrog steps
-    # than asked (2 x 500 iterations took 117 s here); see the slow test for accuracy.
+    # than asked (2 x 500 iterations took 117 s here); accuracy: the test below.
     _, model, demos, _ = problem
     # one leapfrog step at the initial step size 1 fixes the trajectory length to 1
     post = fit(model, demos, method="hmc", num_samples=10, warmup_steps=10, num_chains=1,
@@ -267,15 +267,15 @@ def test_hmc_runs_and_converts(problem):
     assert np.isfinite(az.summary(idata, var_names=["weights"])["mean"]).all()
 
 
-@pytest.mark.slow
 def test_hmc_agrees_with_exact_posterior(problem, exact_posterior):
-    # 2 x 200 draws after 200 warm-up steps (~2 min measured): same 0.3 sd / 20% rule.
+    # The user's HMC (defaults: Laplace start, 300 warm-up steps, ESS-sized draws; ~1 s
+    # measured) passes its own checks and the same 0.3 sd / 20% rule.
     _, model, demos, _ = problem
-    post = fit(model, demos, method="hmc", num_samples=200, warmup_steps=200, num_chains=2,
-               progress_bar=False)
+    post = fit(model, demos, method="hmc", progress_bar=False)
+    assert post.attrs["convergence_ok"] == 1, post.attrs["convergence_verdict"]
     mean, sd = exact_posterior
     assert (((post.mean() - mean) / sd).abs() < MEAN_TOL["hmc"]).all()
     ratio = post.std() / sd
     assert ((ratio > 0.8) & (ratio < 1.2)).all()
-    summary = az.summary(post.to_inference_data(), var_names=["weights"])
-    assert (summary["r_hat"] < 1.05).all()
+    summary = az.summary(post.to_inference_data(), var_names=["weights"], round_to="none")
+    assert (summary["r_hat"] < 1.01).all()

@@ -171,17 +171,48 @@ def test_overconfident_svi_is_flagged(tiny):
 
 
 # ---------------------------------------------------------------- runner
-def test_resume_workers_and_inference_data(tiny, tmp_path):
+def _count_simulations(monkeypatch, log):
+    """Spy on the simulations run (in worker processes too: they fork, so a file)."""
+    from bayes_irl.inference import calibration
+
+    simulate_once = calibration.simulate_once
+
+    def counting(model, simulator, index, **kwargs):
+        with open(log, "a") as file:
+            file.write(f"{index}\n")
+        return simulate_once(model, simulator, index, **kwargs)
+
+    monkeypatch.setattr(calibration, "simulate_once", counting)
+
+    def take() -> list[int]:
+        run = sorted(int(i) for i in log.read_text().split()) if log.exists() else []
+        log.unlink(missing_ok=True)
+        return run
+
+    return take
+
+
+def test_resume_workers_and_inference_data(tiny, tmp_path, monkeypatch):
     _, model = tiny
     options = dict(method="laplace", options={"optimizer": "lbfgs", "num_samples": 19},
                    num_rank_draws=19, seed=3, progress_bar=False)
+    take = _count_simulations(monkeypatch, tmp_path / "simulations.log")
     first = run_calibration(model, DemonstrationSimulator(30), num_simulations=2,
                             directory=tmp_path, **options)
+    assert take() == [0, 1]
     assert len(list(tmp_path.glob("simulation_*.npz"))) == 2
+    # simulation 1's saved ranks altered: a resumed run returns the file's, a rerun could not
+    saved = dict(np.load(tmp_path / "simulation_00001.npz"))
+    altered = (saved["rank"] + 1) % 20
+    np.savez(tmp_path / "simulation_00001.npz", **{**saved, "rank": altered})
     # resumed with 2 workers: the first two are loaded, two more are run in processes
     both = run_calibration(model, DemonstrationSimulator(30), num_simulations=4,
                            directory=tmp_path, num_workers=2, **options)
-    np.testing.assert_array_equal(both.rank[:2], first.rank)
+    assert take() == [2, 3]  # only the two new ones are run
+    np.testing.assert_array_equal(both.rank[0], first.rank[0])
+    np.testing.assert_array_equal(both.rank[1], altered)
+    np.savez(tmp_path / "simulation_00001.npz", **saved)  # restored for what follows
+    both.rank[1] = first.rank[1]
     # the same simulations in one process give the same ranks (seeded per simulation)
     again = run_calibration(model, DemonstrationSimulator(30), num_simulations=4, **options)
     np.testing.assert_array_equal(again.rank, both.rank)
@@ -258,14 +289,17 @@ def test_rationality_latent_model(tiny):
 
 
 @pytest.mark.slow  # ~20 s alone, 66 s measured on the loaded shared machine
-def test_calibrate_command_writes_outputs_and_resumes(tmp_path, capsys):
+def test_calibrate_command_writes_outputs_and_resumes(tmp_path, capsys, monkeypatch):
     from bayes_irl.app.cli import main
+
+    take = _count_simulations(monkeypatch, tmp_path / "simulations.log")
 
     argv = ["calibrate", "--method", "laplace", "--option", 'optimizer="lbfgs"',
             "--option", "num_samples=9", "--simulations", "2", "--grid-size", "3",
             "--horizon", "4", "--num-features", "2", "--num-demos", "20", "--draws", "9",
             "--out", str(tmp_path), "--no-progress"]
     assert main(argv) == 0
+    assert take() == [0, 1]
     for name in ("calibration.nc", "pit_ecdf.png", "ranks.png", "coverage.csv"):
         assert (tmp_path / name).stat().st_size > 0
     assert "cov90" in capsys.readouterr().out
@@ -273,6 +307,7 @@ def test_calibrate_command_writes_outputs_and_resumes(tmp_path, capsys):
     assert "already holds" in capsys.readouterr().err
     # resumed: both simulations are loaded from disk, nothing is refitted
     assert main([*argv, "--overwrite"]) == 0
+    assert take() == []
     assert len(list((tmp_path / "simulations").glob("simulation_*.npz"))) == 2
 
 

@@ -4,6 +4,7 @@ bit-identically."""
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,9 +13,11 @@ import time
 import arviz as az
 import numpy as np
 import pytest
+import torch
 
 from bayes_irl.app.cli import OUTPUT_FILES, REWARD_MAP_FILE, main
 from bayes_irl.app.fit_checks import COMPLETE_MARKER
+from bayes_irl.inference.checkpoint import SVICheckpoint
 from tests.helpers import wait_for_file
 
 SMALL = ["--grid-size", "3", "--horizon", "4", "--num-demos", "30", "--no-progress"]
@@ -88,8 +91,8 @@ def test_verdict_strict_marker_and_importance(tmp_path, capsys):
     assert "convergence_khat" in idata.posterior.attrs
 
 
-@pytest.mark.slow  # three CLI fits, one in a fresh interpreter (~1-2 min on 2 loaded cores)
-def test_sigterm_then_resume_is_bit_identical(tmp_path):
+@pytest.mark.slow  # four CLI fits, one in a fresh interpreter (~1-2 min on 2 loaded cores)
+def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch):
     # Pyro's SVI loop: the NumPy one stops at stationarity within a second here, before a
     # signal could reach it (its resume is tested in test_lean_svi)
     fit_args = ["fit", *SMALL, "--method", "svi", "--num-steps", "1500", "--num-samples",
@@ -106,12 +109,40 @@ def test_sigterm_then_resume_is_bit_identical(tmp_path):
     assert "checkpoint saved to" in err and "--resume" in err
     assert not (killed / COMPLETE_MARKER).exists()  # recognisably unfinished
     assert not (killed / "posterior.nc").exists()
+    payload = torch.load(killed / "svi_checkpoint.pt", weights_only=False)
+    saved = payload["step"]  # where the SIGTERM stopped it
+    tampered = tmp_path / "tampered"  # the same folder, another torch RNG state in the file
+    shutil.copytree(killed, tampered)
+    payload["rng"]["torch"] = torch.Generator().manual_seed(12345).get_state()
+    torch.save(payload, tampered / "svi_checkpoint.pt")
+    steps_run = []  # the steps each in-process run takes (the loop reports every one)
+    step_done = SVICheckpoint.step_done
+
+    def counting_step_done(self, step, losses):
+        steps_run.append(step)
+        return step_done(self, step, losses)
+
+    monkeypatch.setattr(SVICheckpoint, "step_done", counting_step_done)
     assert main([*fit_args, "--out", str(killed), "--resume"]) == 0
+    resumed_steps, steps_run[:] = list(steps_run), []
     clean = tmp_path / "clean"
     assert main([*fit_args, "--out", str(clean)]) == 0
+    clean_steps, steps_run[:] = list(steps_run), []
+    assert main([*fit_args, "--out", str(tampered), "--resume"]) == 0
     resumed = az.from_netcdf(str(killed / "posterior.nc"))
     uninterrupted = az.from_netcdf(str(clean / "posterior.nc"))
+    other = az.from_netcdf(str(tampered / "posterior.nc"))
+    total = len(clean_steps)
+    assert 0 < saved < total and clean_steps == list(range(total))
+    assert resumed_steps == list(range(saved, total))  # only the remaining steps
     np.testing.assert_array_equal(resumed.posterior["weights"].values,
                                   uninterrupted.posterior["weights"].values)
     np.testing.assert_array_equal(resumed.sample_stats["loss"].values,
                                   uninterrupted.sample_stats["loss"].values)
+    # from the file with another RNG state: the saved losses, then other ones
+    mine = np.ravel(other.sample_stats["loss"].values)
+    theirs = np.ravel(uninterrupted.sample_stats["loss"].values)
+    np.testing.assert_array_equal(mine[:saved], theirs[:saved])
+    assert not np.array_equal(mine[saved:], theirs[saved:])
+    assert not np.array_equal(other.posterior["weights"].values,
+                              uninterrupted.posterior["weights"].values)

@@ -122,10 +122,11 @@ def test_nuts_default_reaches_the_ess_target(problem):
     idata = post.to_inference_data()
     ess = az.ess(idata, var_names=["weights"], method="bulk")["weights"].values
     rhat = az.rhat(idata, var_names=["weights"])["weights"].values  # unrounded
-    assert post.attrs["init"] == "laplace" and post.attrs["warmup_steps"] == 200
+    assert post.attrs["init"] == "laplace" and post.attrs["warmup_steps"] == 300
+    assert post.attrs["convergence_ok"] == 1, post.attrs["convergence_verdict"]
     assert (ess >= 400).all(), ess
     assert (rhat < 1.01).all(), rhat
-    assert post.extra["num_divergences"] <= 0.005 * post.num_chains * post.num_draws
+    assert post.extra["num_divergences"] == 0
 
 
 @pytest.mark.slow
@@ -148,18 +149,22 @@ def test_fast_defaults_agree_with_the_former_slow_defaults(problem):
     new = fit(model, demos, method="laplace", num_samples=10, progress_bar=False)
     (m0, s0), (m1, s1) = moments(old), moments(new)
     assert ((m1 - m0).abs() / s0 < 0.1).all() and ((s1 / s0 - 1).abs() < 0.1).all()
-    # SVI against the exact posterior (quadrature), not against the former SVI: the final
-    # iterate of one-particle SVI moves by ~0.1-0.25 sd between runs (the former default
-    # itself ended 0.26 sd from the exact mean on the causal problem), below which 0.1 sd
-    # cannot be checked. Tolerances as in test_backends for AutoMultivariateNormal: 0.3 sd
-    # on the mean, sd ratio in [0.8, 1.2].
+    # SVI against the exact posterior (quadrature). The default (Laplace start, averaged
+    # tail): means within 0.1 sd, sds within 10%, the same criterion as Laplace (measured
+    # on 4 seeds per problem: <= 0.023 sd, sd ratios 0.94-1.00). The former default
+    # (init="prior", final iterate of one-particle SVI) moves by ~0.1-0.25 sd between
+    # runs (measured 0.09-0.26 sd, sd ratios 0.90-1.08 on 4 seeds): it is held to the
+    # looser 0.3 sd / [0.8, 1.2] of test_backends for AutoMultivariateNormal.
     exact_mean, exact_sd = exact_posterior_moments(model, model.prepare_data(demos))
-    for post in (fit(model, demos, method="svi", init="prior", num_samples=10,
-                     progress_bar=False),
-                 fit(model, demos, method="svi", num_samples=10, progress_bar=False)):
+    for post, mean_tol, (lo, hi) in (
+            (fit(model, demos, method="svi", num_samples=10, progress_bar=False),
+             0.1, (0.9, 1.1)),
+            (fit(model, demos, method="svi", init="prior", num_samples=10,
+                 progress_bar=False), 0.3, (0.8, 1.2))):
+        assert post.attrs["convergence_ok"] == 1, post.attrs["convergence_verdict"]
         m, s = moments(post)
-        assert ((m - exact_mean).abs() / exact_sd < 0.3).all(), (m, exact_mean, exact_sd)
-        assert ((s / exact_sd > 0.8) & (s / exact_sd < 1.2)).all(), (s, exact_sd)
+        assert ((m - exact_mean).abs() / exact_sd < mean_tol).all(), (m, exact_mean, exact_sd)
+        assert ((s / exact_sd > lo) & (s / exact_sd < hi)).all(), (s, exact_sd)
     old = fit(model, demos, method="nuts", init="uniform", sufficient_statistics=False,
               progress_bar=False)
     new = fit(model, demos, method="nuts", progress_bar=False)

@@ -44,6 +44,11 @@ def _problem_and_exact_posterior(seed):
     return mdp, reward, demos, exact
 
 
+# The normaliser's k-hat guard (the largest PSIS k-hat over 20 posterior draws) may fire
+# here: on seed 2 it reads 0.72 with a Pareto-smoothed ESS of 2896 of 4000 while the
+# posterior is within 0.1 sd of the exact one. Only that check may fail; every other check
+# of the fit must pass (asserted below).
+@pytest.mark.filterwarnings("ignore:NOT CONVERGED:UserWarning")
 @pytest.mark.slow  # ~60 s per seed on the loaded 2-core machine
 @pytest.mark.parametrize("seed", [1, 2])
 def test_default_importance_svi_matches_the_exact_posterior(seed):
@@ -60,6 +65,8 @@ def test_default_importance_svi_matches_the_exact_posterior(seed):
     post = fit(DemonstrationModel(reward, norm), demos, method="svi", seed=seed,
                progress_bar=False)
     assert post.attrs["potential"] == "importance_fresh_bank"
+    failed = {c.name for c in post.extra["convergence"].failures}
+    assert failed <= {"normalizer_khat"}, post.attrs["convergence_verdict"]
     sd = exact.std()
     offset = ((post.mean() - exact.mean()).abs() / sd).max().item()
     ratio = post.std() / sd

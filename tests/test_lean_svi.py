@@ -4,7 +4,7 @@ quadrature on the 3x3 gridworld; the exact posterior by quadrature) and against 
 
 Tolerances: the loop stops when every standardised ELBO gradient is within 0.05 of zero
 beyond 2 Monte-Carlo standard errors (mean: in posterior sds; scales: relative), so against
-an exact optimum the issue's criterion (means within 0.1 sd, sds within 10%) has a 2x
+an exact optimum the criterion (means within 0.1 sd, sds within 10%) has a 2x
 margin over the stopping tolerance.
 """
 
@@ -127,7 +127,7 @@ def test_lean_svi_reaches_the_quadrature_optimum_and_the_exact_posterior(problem
     assert (np.abs(loc - opt_loc) / opt_sd < 0.1).all(), (loc, opt_loc, opt_sd)
     assert (np.abs(sd / opt_sd - 1) < 0.1).all(), (sd, opt_sd)
     if guide == "multivariate_normal":
-        # the full-rank guide against the exact posterior (quadrature): the issue's
+        # the full-rank guide against the exact posterior (quadrature): the stated
         # criterion (this posterior is close to Gaussian, so the optimum is close to it)
         exact_mean, exact_sd = (t.numpy() for t in exact_posterior_moments(model, data))
         assert (np.abs(loc - exact_mean) / exact_sd < 0.1).all(), (loc, exact_mean)
@@ -224,6 +224,8 @@ def test_checkpoint_resume_is_bit_identical(problem, tmp_path):
     assert not torch.equal(other.samples["weights"], uninterrupted.samples["weights"])
 
 
+# 20-step fits on purpose (which loop runs, and the errors): the guard warns
+@pytest.mark.filterwarnings("ignore:NOT CONVERGED:UserWarning")
 def test_backend_choice_and_errors(problem):
     model, demos, _ = problem
     post = fit(model, demos, method="svi", num_steps=20, num_samples=5, svi_backend="pyro",
@@ -261,6 +263,8 @@ def test_non_finite_potential_is_an_error():
                            mean_field=False, num_steps=100, seed=0)
 
 
+# 20-step fits on purpose (the param store's leftovers): the guard warns
+@pytest.mark.filterwarnings("ignore:NOT CONVERGED:UserWarning")
 def test_guide_ignores_parameters_left_in_the_store(problem):
     # a PyroModule guide reads a parameter from the param store when its name is there:
     # the fitted guide must not pick up an earlier fit's parameters of the same names
