@@ -72,11 +72,8 @@ def test_global_potential_falls_back_where_exp_space_underflows():
     torch.testing.assert_close(value, pot.reference({pot.site: theta}))
 
 
-def test_lean_nuts_samples_a_correlated_gaussian():
-    # Target N(m, S), correlation 0.9; the mass matrix is deliberately off (identity), so
-    # the sampler has to cope with a poor whitening. 4000 draws after 300 warm-up: the mean
-    # is checked within 5 Monte Carlo standard errors (ESS >= 1000 measured, so
-    # 5 * sd / sqrt(1000) = 0.16 sd), the sds within 10% and the correlation within 0.05.
+def _correlated_gaussian_chain():
+    """N(m, S) with correlation 0.9 and a LeanNUTS chain whitened by the identity."""
     mean = np.array([1.0, -2.0])
     cov = np.array([[1.0, 0.9 * 0.5], [0.9 * 0.5, 0.25]])
     precision = np.linalg.inv(cov)
@@ -87,6 +84,15 @@ def test_lean_nuts_samples_a_correlated_gaussian():
 
     chain = LeanNUTS(value_and_grad, loc=np.zeros(2), cov=np.eye(2), start=np.zeros(2),
                      seed=3, max_tree_depth=8, target_accept_prob=0.9, step_size=0.5)
+    return mean, cov, chain
+
+
+def test_lean_nuts_samples_a_correlated_gaussian():
+    # Target N(m, S), correlation 0.9; the mass matrix is deliberately off (identity), so
+    # the sampler has to cope with a poor whitening. 4000 draws after 300 warm-up: the mean
+    # is checked within 5 Monte Carlo standard errors (ESS >= 1000 measured, so
+    # 5 * sd / sqrt(1000) = 0.16 sd), the sds within 10% and the correlation within 0.05.
+    mean, cov, chain = _correlated_gaussian_chain()
     for _ in range(300):
         chain.adapt(chain.sample()["accept"])
     chain.end_adaptation()
@@ -114,16 +120,7 @@ def test_windowed_warm_up_learns_the_mass_matrix():
     # whitened covariance L^-1 S L^-T must be near the identity: condition number < 2
     # (200 autocorrelated warm-up draws estimate variances to ~15%, so a correct estimate
     # lands well inside 2; without the rewhitening it stays 22).
-    mean = np.array([1.0, -2.0])
-    cov = np.array([[1.0, 0.9 * 0.5], [0.9 * 0.5, 0.25]])
-    precision = np.linalg.inv(cov)
-
-    def value_and_grad(theta):
-        diff = theta - mean
-        return 0.5 * diff @ precision @ diff, precision @ diff
-
-    chain = LeanNUTS(value_and_grad, loc=np.zeros(2), cov=np.eye(2), start=np.zeros(2),
-                     seed=3, max_tree_depth=8, target_accept_prob=0.9, step_size=0.5)
+    mean, cov, chain = _correlated_gaussian_chain()
     assert np.linalg.cond(cov) > 20
     warm_up(chain, 400, adapt_mass_matrix=True)
     inverse = np.linalg.inv(chain.chol)
