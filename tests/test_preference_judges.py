@@ -61,6 +61,30 @@ def test_learned_tie_strength_recovers_the_truth(world, pool):
     assert idata.posterior["tie_strength"].dims == ("chain", "draw", "tie_strength_dim")
 
 
+@pytest.mark.parametrize("max_iter", [1, 3])
+def test_traced_laplace_polish_reaches_the_mode_from_a_truncated_search(world, pool, max_iter):
+    # A model without a cheap potential (a learned tie strength) takes Pyro's
+    # AutoLaplaceApproximation path: from an L-BFGS search cut off after 1 or 3
+    # iterations the Newton polish must still reach the full search's mode and
+    # covariance. Tolerances: the decrement below the library's 1e-3 posterior sds, and
+    # both fits' modes within 1e-6 sd of each other (two stationary points of the same
+    # quadratically converging polish; rounding is ~1e-10 sd).
+    sim = PreferenceModel(world.reward_model, pool, ties="davidson", tie_strength=0.5)
+    data = simulate_comparisons(sim, world.true_weights, 300, seed=0)
+    model = PreferenceModel(world.reward_model, pool, ties="davidson",
+                            tie_prior=dist.LogNormal(0.0, 1.0))
+    full = fit(model, data, method="laplace", num_samples=10, seed=0)
+    short = fit(model, data, method="laplace", num_samples=10, seed=0, max_iter=max_iter)
+    for post in (full, short):
+        assert post.attrs["convergence_ok"] == 1, post.attrs["convergence_verdict"]
+        assert post.attrs["newton_decrement"] < 1e-3
+    assert short.attrs["num_newton_steps"] >= 1
+    a, b = (p.extra["guide"].get_posterior() for p in (full, short))
+    sd = a.covariance_matrix.diagonal().sqrt()
+    assert float(((a.mean - b.mean).abs() / sd).max()) < 1e-6
+    torch.testing.assert_close(b.covariance_matrix, a.covariance_matrix, rtol=1e-6, atol=0)
+
+
 # ---------------------------------------------------------------- latent beta
 def test_latent_beta_is_learned_next_to_demonstrations(world, pool):
     sim = PreferenceModel(world.reward_model, pool, beta=2.5)

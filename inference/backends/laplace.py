@@ -33,6 +33,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import pyro
@@ -44,8 +45,11 @@ from bayes_irl.models.lean_potential import numpy_value_and_grad
 __all__ = [
     "NEWTON_TOLERANCE",
     "LaplaceFit",
+    "NewtonPolish",
     "find_laplace",
     "model_laplace",
+    "newton_polish",
+    "positive_definite_cholesky",
     "sufficient_statistics_potential",
 ]
 
@@ -177,32 +181,11 @@ def find_laplace(
     )
     theta = np.asarray(found.x, dtype=float)
     value, grad = value_and_grad(theta)
-    hessian, chol = _positive_definite_hessian(potential, site, theta, dtype, device)
-    decrement = _newton_decrement(chol, grad)
-    newton_steps = 0
-    # polish past the tolerance (quadratic convergence: one or two more steps) so that the
-    # Hessian, and so the covariance, is taken at the mode itself; stop early where the
-    # decrement no longer halves, its rounding floor
-    while decrement > _POLISH * newton_tol and newton_steps < max_newton_steps:
-        step = torch.cholesky_solve(torch.from_numpy(grad).to(chol).unsqueeze(-1),
-                                    chol).squeeze(-1).cpu().double().numpy()
-        # rounding of U at this scale: a step whose rise stays below it is accepted
-        slack = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
-        scale = 1.0
-        for _ in range(30):
-            trial = theta - scale * step
-            trial_value, trial_grad = value_and_grad(trial)
-            if trial_value <= value + slack:
-                break
-            scale *= 0.5
-        else:
-            break  # no descent along the Newton direction: report the decrement reached
-        theta, value, grad = trial, trial_value, trial_grad
-        newton_steps += 1
-        hessian, chol = _positive_definite_hessian(potential, site, theta, dtype, device)
-        previous, decrement = decrement, _newton_decrement(chol, grad)
-        if decrement <= newton_tol and decrement > 0.5 * previous:
-            break
+    polished = newton_polish(
+        value_and_grad,
+        lambda x: positive_definite_cholesky(_hessian(potential, site, x, dtype, device)),
+        theta, value, grad, newton_tol=newton_tol, max_newton_steps=max_newton_steps)
+    theta, grad, chol, decrement, newton_steps = polished
     covariance = torch.cholesky_inverse(chol)
     return LaplaceFit(
         site=site,
@@ -218,17 +201,96 @@ def find_laplace(
     )
 
 
-def _positive_definite_hessian(potential, site: str, theta: np.ndarray, dtype, device):
-    """The symmetrised Hessian of U at ``theta`` and its Cholesky factor.
+class NewtonPolish(NamedTuple):
+    """Where :func:`newton_polish` stopped."""
 
-    Raises:
-        ValueError: if it is not positive definite.
+    theta: np.ndarray
+    """The polished point, shape (D,)."""
+    grad: np.ndarray
+    """dU/dtheta there, shape (D,)."""
+    chol: torch.Tensor
+    """Lower Cholesky factor of the Hessian there, shape (D, D)."""
+    decrement: float
+    """The Newton decrement sqrt(g^T H^{-1} g) there, in posterior sds."""
+    steps: int
+    """Newton steps taken."""
+
+
+def newton_polish(
+    value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
+    hessian_chol: Callable[[np.ndarray], torch.Tensor],
+    theta: np.ndarray,
+    value: float,
+    grad: np.ndarray,
+    *,
+    newton_tol: float,
+    max_newton_steps: int,
+) -> NewtonPolish:
+    """Newton steps theta <- theta - H^{-1} g from a point near the mode (e.g. L-BFGS's).
+
+    Each step is halved until U does not rise beyond its rounding; the polish goes past
+    ``newton_tol`` to ``1e-3 * newton_tol`` (quadratic convergence: one or two more
+    steps), so that the Hessian, and so the covariance, is taken at the mode itself, and
+    stops early where the decrement, once within ``newton_tol``, no longer halves (its
+    rounding floor), or where the Newton direction does not descend.
+
+    Args:
+        value_and_grad: ``theta (D,) -> (U, dU/dtheta)``.
+        hessian_chol: ``theta (D,) -> L`` with ``L L^T`` the Hessian of U, shape (D, D).
+        theta: the starting point, shape (D,).
+        value: U at ``theta``.
+        grad: dU/dtheta at ``theta``, shape (D,).
+        newton_tol: the convergence tolerance on the decrement, in posterior sds.
+        max_newton_steps: the most Newton steps.
+
+    Returns:
+        The :class:`NewtonPolish` ``(theta, grad, chol, decrement, steps)``.
+    """
+    chol = hessian_chol(theta)
+    decrement = _newton_decrement(chol, grad)
+    steps = 0
+    while decrement > _POLISH * newton_tol and steps < max_newton_steps:
+        step = torch.cholesky_solve(torch.from_numpy(grad).to(chol).unsqueeze(-1),
+                                    chol).squeeze(-1).cpu().double().numpy()
+        # rounding of U at this scale: a step whose rise stays below it is accepted
+        slack = 1e3 * np.finfo(float).eps * max(abs(value), 1.0)
+        scale = 1.0
+        for _ in range(30):
+            trial = theta - scale * step
+            trial_value, trial_grad = value_and_grad(trial)
+            if trial_value <= value + slack:
+                break
+            scale *= 0.5
+        else:
+            break  # no descent along the Newton direction: report the decrement reached
+        theta, value, grad = trial, trial_value, trial_grad
+        steps += 1
+        chol = hessian_chol(theta)
+        previous, decrement = decrement, _newton_decrement(chol, grad)
+        if decrement <= newton_tol and decrement > 0.5 * previous:
+            break
+    return NewtonPolish(theta, grad, chol, decrement, steps)
+
+
+def _hessian(potential, site: str, theta: np.ndarray, dtype, device) -> torch.Tensor:
+    """The Hessian of U at ``theta``, shape (D, D).
+
+    Central differences of the exact NumPy gradient where the potential has one
+    (float64), autograd otherwise.
     """
     hessian = _lean_hessian(potential, theta) if dtype == torch.float64 else None
     if hessian is None:
         point = torch.as_tensor(theta, dtype=dtype, device=device)
         hessian = torch.autograd.functional.hessian(lambda t: potential({site: t}), point)
-    hessian = hessian.to(dtype=dtype, device=device)
+    return hessian.to(dtype=dtype, device=device)
+
+
+def positive_definite_cholesky(hessian: torch.Tensor) -> torch.Tensor:
+    """The lower Cholesky factor of the symmetrised ``hessian`` (D, D).
+
+    Raises:
+        ValueError: if it is not positive definite.
+    """
     hessian = 0.5 * (hessian + hessian.T)
     chol, info = torch.linalg.cholesky_ex(hessian)
     if int(info) != 0 or not torch.isfinite(hessian).all():
@@ -236,7 +298,7 @@ def _positive_definite_hessian(potential, site: str, theta: np.ndarray, dtype, d
             "the Hessian of the negative log joint at the MAP is not positive definite; the "
             "Laplace approximation does not apply (try method='svi' or 'nuts')"
         )
-    return hessian, chol
+    return chol
 
 
 def _newton_decrement(chol: torch.Tensor, grad: np.ndarray) -> float:

@@ -25,6 +25,7 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 from pyro.nn import PyroParam
+from pyro.ops.hessian import hessian
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
@@ -32,7 +33,13 @@ from bayes_irl.inference.backends.importance_svi import (
     fit_importance_guide,
     importance_svi_applies,
 )
-from bayes_irl.inference.backends.laplace import NEWTON_TOLERANCE, LaplaceFit, model_laplace
+from bayes_irl.inference.backends.laplace import (
+    NEWTON_TOLERANCE,
+    LaplaceFit,
+    model_laplace,
+    newton_polish,
+    positive_definite_cholesky,
+)
 from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
 from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
@@ -786,41 +793,38 @@ def run_laplace(
 def _newton_polish_auto_laplace(guide, model, data, *, max_newton_steps: int):
     """Newton steps on an AutoLaplaceApproximation's ``loc`` with the exact Hessian.
 
-    L-BFGS stops on CPU-dependent rounding; the Newton decrement
-    ``sqrt(g^T H^{-1} g)`` (the remaining step in posterior sds) is scale-aware, so the
-    search is polished until it stops halving or falls below ``1e-3 * NEWTON_TOLERANCE``,
-    the same rule as the cheap-potential search in :func:`find_laplace`.
+    L-BFGS stops on CPU-dependent rounding; the Newton decrement ``sqrt(g^T H^{-1} g)``
+    (the remaining step in posterior sds) is scale-aware. The polish is the one of the
+    cheap-potential search (:func:`~bayes_irl.inference.backends.laplace.newton_polish`)
+    on the negative log joint of the traced model, as Pyro's ``laplace_approximation``
+    writes it (the guide's log-Jacobian term included).
 
     Returns:
         ``(gaussian, decrement, steps)``: the AutoMultivariateNormal at the polished mode,
         the final Newton decrement and the number of Newton steps taken.
     """
 
-    def loss_and_grad():
+    def loss_at(x: np.ndarray) -> torch.Tensor:
+        with torch.no_grad():
+            guide.loc.copy_(torch.as_tensor(x, dtype=guide.loc.dtype))
         guide_trace = poutine.trace(guide).get_trace(data)
         model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(data)
-        loss = guide_trace.log_prob_sum() - model_trace.log_prob_sum()
-        (grad,) = torch.autograd.grad(loss, guide.loc)
-        return float(loss.detach()), grad.detach()
+        return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
 
-    steps = 0
-    previous = float("inf")
-    while True:
-        gaussian = guide.laplace_approximation(data)
-        # Sigma = diag(s) C C^T diag(s); the decrement is |L^T g| with L = diag(s) C
-        chol = gaussian.scale[:, None] * gaussian.scale_tril
-        loss, grad = loss_and_grad()
-        decrement = float((chol.T @ grad).norm())
-        if (decrement <= 1e-3 * NEWTON_TOLERANCE or decrement > 0.5 * previous
-                or steps >= max_newton_steps or not np.isfinite(decrement)):
-            return gaussian, decrement, steps
-        previous = decrement
-        step = chol @ (chol.T @ grad)
-        start = guide.loc.detach().clone()
-        for _ in range(30):  # backtracking: a full Newton step may overshoot far from the mode
-            with torch.no_grad():
-                guide.loc.copy_(start - step)
-            if loss_and_grad()[0] <= loss:
-                break
-            step = step / 2
-        steps += 1
+    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
+        loss = loss_at(x)
+        (grad,) = torch.autograd.grad(loss, guide.loc)
+        return float(loss.detach()), grad.detach().cpu().double().numpy()
+
+    def hessian_chol(x: np.ndarray) -> torch.Tensor:
+        return positive_definite_cholesky(hessian(loss_at(x), guide.loc).detach())
+
+    # a copy: a float64 CPU loc's .numpy() is a view, which every step would overwrite
+    start = guide.loc.detach().cpu().double().numpy().copy()
+    value, grad = value_and_grad(start)
+    theta, _, _, decrement, steps = newton_polish(
+        value_and_grad, hessian_chol, start, value, grad, newton_tol=NEWTON_TOLERANCE,
+        max_newton_steps=max_newton_steps)
+    with torch.no_grad():
+        guide.loc.copy_(torch.as_tensor(theta, dtype=guide.loc.dtype))
+    return guide.laplace_approximation(data), decrement, steps
