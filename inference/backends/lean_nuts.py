@@ -93,10 +93,8 @@ class LeanNUTS:
         self.target = float(target_accept_prob)
         z = np.linalg.solve(self.chol, np.asarray(start, dtype=np.float64) - self.loc)
         self.current = self._point(z, np.zeros_like(z))
-        self.step_size = self._initial_step_size(float(step_size))
-        # dual averaging state
-        self._mu = math.log(10 * self.step_size)
-        self._h_bar, self._log_eps_bar, self._count = 0.0, 0.0, 0
+        self.step_size = float(step_size)
+        self.restart_adaptation()
 
     # ------------------------------------------------------------------ pieces
     def theta(self, z: np.ndarray) -> np.ndarray:
@@ -226,7 +224,11 @@ class LeanNUTS:
         self.step_size = math.exp(log_eps)
 
     def restart_adaptation(self) -> None:
-        """Start the dual averaging afresh from a step size found at the current point."""
+        """Start the dual averaging afresh from a step size found at the current point.
+
+        The step size is ``step_size`` doubled or halved until the one-step acceptance
+        probability crosses 1/2.
+        """
         self.step_size = self._initial_step_size(self.step_size)
         self._mu = math.log(10 * self.step_size)
         self._h_bar, self._log_eps_bar, self._count = 0.0, 0.0, 0
@@ -245,12 +247,13 @@ class LeanNUTS:
         in its whitened space diverges at the steep side.
         """
         theta = self.theta(self.current.z)
-        z = np.linalg.solve(self.chol, (np.asarray(draws, dtype=np.float64) - self.loc).T).T
+        draws = np.asarray(draws, dtype=np.float64)
+        z = np.linalg.solve(self.chol, (draws - self.loc).T).T
         n = z.shape[0]
         cov_z = np.cov(z, rowvar=False).reshape(z.shape[1], z.shape[1])
         weight = n / (n + shrinkage)
         cov_z = weight * cov_z + (1 - weight) * np.eye(z.shape[1])
-        self.loc = np.asarray(draws, dtype=np.float64).mean(0)
+        self.loc = draws.mean(0)
         self.chol = self.chol @ np.linalg.cholesky(cov_z)
         z_now = np.linalg.solve(self.chol, theta - self.loc)
         self.current = self._point(z_now, np.zeros_like(z_now))

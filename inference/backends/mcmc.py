@@ -110,10 +110,10 @@ def run_mcmc(
         target_accept_prob: dual-averaging target. None (default): 0.99 for the fast
             path's NUTS, 0.95 otherwise. Far above Pyro's 0.8 because the curvature of the
             log-likelihood, n·Cov_theta[phi], can grow 20-800-fold within a few posterior
-            sds of the mode on one side (5x5 gridworlds, 200 demonstrations): at 0.95 the
-            fast path's steps diverged on 3 of 6 random worlds (1-16 divergent
-            transitions per fit), at 0.99 with the adapted mass matrix and depth 8 on none
-            (``benchmarks/nuts_divergences.py``).
+            sds of the mode on one side (random 3x3 and 5x5 gridworlds, 200
+            demonstrations): with 0.95, depth 6 and the step size alone adapted, 21 of 60
+            fits had divergent transitions; with these defaults 5 of 60, which say NOT
+            CONVERGED (``benchmarks/nuts_divergences.py``).
         num_leapfrog_steps: HMC only: leapfrog steps at Pyro's *initial* step size 1,
             i.e. a trajectory length of ``num_leapfrog_steps`` (Pyro keeps the length fixed
             while the step size adapts). Default None: use ``trajectory_length``.

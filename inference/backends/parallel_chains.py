@@ -115,24 +115,24 @@ def warm_up(sampler: LeanNUTS, steps: int, *, adapt_mass_matrix: bool) -> None:
     Without ``adapt_mass_matrix``: dual averaging of the step size throughout. With it,
     three windows as in Stan: the first 25% adapt the step size only, the draws of the
     next 50% give the mass matrix (:meth:`LeanNUTS.rewhiten`), and the last 25% adapt
-    the step size afresh for it.
+    the step size afresh for it (under 20 steps: the step size only).
     """
-    if not adapt_mass_matrix or steps < 20:
-        for _ in range(steps):
-            sampler.adapt(sampler.sample()["accept"])
-        sampler.end_adaptation()
-        return
-    first, middle = steps // 4, steps // 2
-    for _ in range(first):
-        sampler.adapt(sampler.sample()["accept"])
-    draws = []
-    for _ in range(middle):
-        stats = sampler.sample()
-        sampler.adapt(stats["accept"])
-        draws.append(stats["theta"])
-    sampler.rewhiten(np.stack(draws))
-    for _ in range(steps - first - middle):
-        sampler.adapt(sampler.sample()["accept"])
+
+    def transitions(num: int, draws: list | None = None) -> None:
+        for _ in range(num):
+            stats = sampler.sample()
+            sampler.adapt(stats["accept"])
+            if draws is not None:
+                draws.append(stats["theta"])
+
+    if adapt_mass_matrix and steps >= 20:  # fewer leave too few draws for a covariance
+        first, middle = steps // 4, steps // 2
+        transitions(first)
+        draws: list = []
+        transitions(middle, draws)
+        sampler.rewhiten(np.stack(draws))
+        steps -= first + middle
+    transitions(steps)
     sampler.end_adaptation()
 
 
