@@ -28,8 +28,11 @@ With deterministic dynamics the two coincide. Both are differentiable in r, and 
 linear reward the gradient of log Z is the expected feature count (Ziebart eq. 6), which
 the tests check against enumeration.
 
-Cost: O(T · S · A · F) time for fan-out F, O(T · S) memory for the value table (plus
-autograd's intermediates), for any number of leading batch dimensions of r.
+The recursion and its adjoint are written once, in :mod:`bayes_irl.soft_bellman_kernel`
+(compiled, float64, the first-derivative path of :func:`soft_values`);
+``_soft_values_reference`` is its differentiable-twice torch twin for second derivatives.
+Cost: O(T · S · A · F) time for fan-out F, O(T · S · A) memory for the saved value table,
+policies and inverse sums, for any number of leading batch dimensions of r.
 """
 
 from __future__ import annotations
@@ -38,6 +41,7 @@ import warnings
 import weakref
 from typing import Literal
 
+import numpy as np
 import torch
 
 from bayes_irl.mdp import TabularMDP
@@ -121,9 +125,6 @@ class _TransitionOperator:
         return (self.matrix_t @ flat.t()).t()
 
 
-_KEEP_PRODUCTS_BYTES = 2**28
-"""Memory budget (bytes) for keeping the forward's sparse products for the backward pass."""
-
 _OPERATORS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 
@@ -191,7 +192,12 @@ def continuation(
 
 
 def _soft_values_reference(mdp: TabularMDP, local: torch.Tensor, kind: MaxEntKind) -> torch.Tensor:
-    """Log-space recursion with autograd: local (..., S, A) -> V (..., T + 1, S)."""
+    """Log-space recursion with autograd: local (..., S, A) -> V (..., T + 1, S).
+
+    The differentiable-twice twin of :func:`bayes_irl.soft_bellman_kernel.soft_bellman_forward`
+    (tests/test_soft_bellman_kernel.py checks the two equal, values and gradients): used for
+    second derivatives, integer rewards and inputs the kernel does not take.
+    """
     value = torch.zeros(local.shape[:-1], dtype=local.dtype, device=local.device)
     values = [value]
     gathered_probs = mdp.successor_log_probs.to(local.dtype)
@@ -207,119 +213,81 @@ def _soft_values_reference(mdp: TabularMDP, local: torch.Tensor, kind: MaxEntKin
     return torch.stack(values[::-1], dim=-2)
 
 
-def _fast_forward(
-    mdp: TabularMDP, op: _TransitionOperator, local: torch.Tensor, kind: str, keep: bool
-) -> tuple[torch.Tensor | None, dict]:
-    """Recursion without autograd on local (B, S, A).
+_TRANSITION_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
-    Global kind in exp space with a shift per batch row: with m_t = max_s V_{t+1},
-    u_t = exp(V_{t+1} - m_t), E = exp(local - max_a local), one sparse product g_t = P u_t,
-    the sum z_t = sum_a E g_t, and V_t = max_a local + m_t + log z_t. Causal kind:
-    g_t = P V_{t+1} and V_t = logsumexp_a(local + g_t).
 
-    Returns:
-        values (B, T + 1, S), or None if an exp-space sum fell below tiny/eps (possible
-        precision loss in subnormal terms) or a value is infinite: the caller then uses the
-        log-space reference; and the saved tensors for the backward pass (u_t and z_t per
-        step, (B, S) each; the products g_t, (B, S, A), only if ``keep``).
-    """
-    batch, num_states, _ = local.shape
-    horizon = mdp.horizon
-    values = torch.empty(batch, horizon + 1, num_states, dtype=local.dtype, device=local.device)
-    values[:, horizon] = 0
-    saved: dict = {"u": [None] * horizon, "z": [None] * horizon, "g": [None] * horizon}
-    local_max = local.amax(-1, keepdim=True)
-    if not bool(torch.isfinite(local_max).all()):
-        return None, saved
-    saved["scaled"] = scaled = torch.exp(local - local_max)
-    local_max = local_max.squeeze(-1)
-    value = values[:, horizon]
-    for t in range(horizon - 1, -1, -1):
-        if kind == "global":
-            shift = value.amax(-1, keepdim=True)
-            u = torch.exp(value - shift)
-            g = op.forward(u)
-            total = (scaled * g).sum(-1)
-            saved["u"][t], saved["z"][t] = u, total
-            value = torch.log(total).add_(local_max).add_(shift)
-        else:
-            g = op.forward(value)
-            value = torch.logsumexp(local + g, dim=-1)
-        if keep:
-            saved["g"][t] = g
-        values[:, t] = value
-    finfo = torch.finfo(local.dtype)
-    if kind == "global" and bool(torch.stack(saved["z"]).amin() < finfo.tiny / finfo.eps):
-        return None, saved
-    if not bool(torch.isfinite(values).all()):
-        return None, saved
-    return values, saved
+def _kernel():
+    """:mod:`bayes_irl.soft_bellman_kernel`, imported on first use (Numba's import ~0.3 s)."""
+    from bayes_irl import soft_bellman_kernel
+
+    return soft_bellman_kernel
+
+
+def _transition_rows(mdp: TabularMDP) -> tuple[np.ndarray, np.ndarray]:
+    """The MDP's padded transition rows for the kernel (built on first use, cached)."""
+    rows = _TRANSITION_ROWS.get(mdp)
+    if rows is None:
+        rows = _TRANSITION_ROWS[mdp] = _kernel().padded_transitions(
+            mdp.successors.cpu().numpy(),
+            mdp.successor_log_probs.detach().exp().cpu().double().numpy(),
+        )
+    return rows
 
 
 class _SoftValues(torch.autograd.Function):
-    """``local (B, S, A) -> V (B, T + 1, S)`` with a hand-written backward pass.
+    """``local (B, S, A) -> V (B, T + 1, S)`` by the compiled kernel, its adjoint as backward.
 
-    The backward pass is the forward (occupancy) recursion: with adjoint a_t = dL/dV_t,
-    pi_t = exp(Q_t - V_t) and gQ_t = a_t pi_t,
-
-        dL/dlocal = sum_t gQ_t,   a_{t+1} = gV_{t+1} + dC_t/dV_{t+1}^T gQ_t,
-
-    where dC_t/dV_{t+1} is p(s'|s,a) exp(V_{t+1}(s') - C_t(s,a)) (global) or p(s'|s,a)
-    (causal). In the exp-space variables of :func:`_fast_forward` (global kind)
-    pi_t = E g_t / z_t, so gQ_t = E g_t a_t / z_t and a_{t+1} = gV_{t+1} + u_t P^T(E a_t / z_t):
-    two sparse products per step and no division by g. Only O(T·S) tensors are kept
-    (plus the products g_t within a memory budget), not autograd's O(T·S·A·F)
-    intermediates. Second derivatives (Laplace, Hessians) and the rare inputs the exp-space
-    forward cannot represent go through the log-space reference with autograd.
+    Forward and backward are :func:`bayes_irl.soft_bellman_kernel.soft_bellman_forward` and
+    :func:`~bayes_irl.soft_bellman_kernel.soft_bellman_adjoint` on float64 CPU copies (a
+    float32 or CUDA input is computed in float64 on the CPU and cast back). Only the value
+    table, the policies and the global inverse sums are kept, O(T·S·A), not autograd's
+    O(T·S·A·F) intermediates. Second derivatives (``create_graph=True``: Laplace,
+    Hessians) and inputs the kernel does not take (NaN, +inf, a state without a finite
+    action score) go through :func:`_soft_values_reference`, the differentiable-twice
+    twin of the kernel, tested equal to it.
     """
 
     @staticmethod
-    def forward(ctx, local, mdp, op, kind):  # noqa: D102
-        # keep the T sparse products for the backward pass when they fit in the budget
-        # (saves one of the three sparse products per step); else recompute them
-        keep = local.numel() * mdp.horizon * local.element_size() <= _KEEP_PRODUCTS_BYTES
-        values, saved = _fast_forward(mdp, op, local, kind, keep)
-        ctx.mdp, ctx.op, ctx.kind, ctx.saved = mdp, op, kind, saved
-        ctx.fallback = values is None
-        if values is None:
-            values = _soft_values_reference(mdp, local, kind)
-        ctx.save_for_backward(local, values)
-        return values
+    def forward(ctx, local, mdp, kind):  # noqa: D102
+        batch, num_states, num_actions = local.shape
+        flat = local.detach().to(device="cpu", dtype=torch.float64).reshape(batch, -1).numpy()
+        ctx.mdp, ctx.kind, ctx.saved = mdp, kind, None
+        kernel = _kernel()
+        if kernel.local_is_supported(flat, num_actions):
+            successors, probs = _transition_rows(mdp)
+            out = kernel.soft_bellman_forward(
+                np.ascontiguousarray(flat), successors, probs, num_actions, mdp.horizon,
+                kernel.kind_code(kind))
+            if np.isfinite(out[0]).all():
+                ctx.saved = out
+        ctx.save_for_backward(local)
+        if ctx.saved is None:
+            return _soft_values_reference(mdp, local.detach(), kind)
+        return torch.from_numpy(ctx.saved[0]).to(dtype=local.dtype, device=local.device)
 
     @staticmethod
     def backward(ctx, grad_values):  # noqa: D102
-        local, values = ctx.saved_tensors
-        mdp, op, kind, saved = ctx.mdp, ctx.op, ctx.kind, ctx.saved
-        if ctx.fallback or torch.is_grad_enabled():
-            # create_graph=True (a Hessian is wanted) or an unrepresentable input: use the
+        (local,) = ctx.saved_tensors
+        mdp, kind = ctx.mdp, ctx.kind
+        if ctx.saved is None or torch.is_grad_enabled():
+            # create_graph=True (a Hessian is wanted) or an input the kernel declined: the
             # reference recursion, whose own autograd graph is differentiable again.
             create_graph = torch.is_grad_enabled()
             with torch.enable_grad():
                 source = local if create_graph else local.detach().requires_grad_()
                 ref = _soft_values_reference(mdp, source, kind)
                 (grad,) = torch.autograd.grad(ref, source, grad_values, create_graph=create_graph)
-            return grad, None, None, None
-        adjoint = grad_values[:, 0]
-        grad_local = torch.zeros_like(local)
-        for t in range(mdp.horizon):
-            g = saved["g"][t]
-            if kind == "global":
-                u = saved["u"][t]
-                if g is None:
-                    g = op.forward(u)
-                ratio = saved["scaled"] * (adjoint / saved["z"][t]).unsqueeze(-1)  # gQ / g
-                grad_local.addcmul_(ratio, g)
-                back = op.adjoint(ratio).mul_(u)
-            else:
-                if g is None:
-                    g = op.forward(values[:, t + 1])
-                grad_q = torch.exp(local + g - values[:, t].unsqueeze(-1)).mul_(
-                    adjoint.unsqueeze(-1)
-                )
-                grad_local += grad_q
-                back = op.adjoint(grad_q)
-            adjoint = back.add_(grad_values[:, t + 1])
-        return grad_local, None, None, None
+            return grad, None, None
+        values, policies, inverse_sums = ctx.saved
+        successors, probs = _transition_rows(mdp)
+        kernel = _kernel()
+        grad = kernel.soft_bellman_adjoint(
+            np.ascontiguousarray(grad_values.detach().to(device="cpu", dtype=torch.float64)
+                                 .numpy()),
+            values, policies, inverse_sums, successors, probs, mdp.num_actions,
+            kernel.kind_code(kind))
+        return torch.from_numpy(grad).reshape(local.shape).to(
+            dtype=local.dtype, device=local.device), None, None
 
 
 Backend = Literal["auto", "sparse", "reference"]
@@ -338,12 +306,12 @@ def soft_values(
         mdp: the MDP (base measure and horizon T).
         step_rewards: ``r[..., s, a]``, shape (..., S, A), any leading batch dims.
         kind: ``"global"`` or ``"causal"`` (see module docstring).
-        backend: ``"sparse"`` (sparse transition operator, exp-space for the global kind,
-            hand-written backward that stores only the value table), ``"reference"``
-            (log-space gather recursion differentiated by autograd: slower, O(T·S·A·F)
-            autograd memory, the reference in the tests), or ``"auto"`` (= ``"sparse"``;
-            it falls back to the reference by itself where exp-space sums would
-            underflow or values are infinite).
+        backend: ``"sparse"`` (the compiled kernel of :mod:`bayes_irl.soft_bellman_kernel`
+            on sparse transition rows, float64 on the CPU, its adjoint as the backward
+            pass), ``"reference"`` (log-space gather recursion differentiated by autograd:
+            slower, O(T·S·A·F) autograd memory, differentiable twice), or ``"auto"``
+            (= ``"sparse"``; second derivatives, integer rewards and inputs with NaN, +inf
+            or a state without a finite action score go to the reference by themselves).
 
     Returns:
         ``V[..., t, s]`` of shape (..., T + 1, S) with ``V[..., T, :] = 0``.
@@ -360,8 +328,7 @@ def soft_values(
         return _soft_values_reference(mdp, local, kind)
     batch_shape = local.shape[:-2]
     flat = local.reshape(-1, mdp.num_states, mdp.num_actions)
-    op = _operator(mdp, local.dtype, local.device)
-    values = _SoftValues.apply(flat, mdp, op, kind)
+    values = _SoftValues.apply(flat, mdp, kind)
     return values.reshape(*batch_shape, mdp.horizon + 1, mdp.num_states)
 
 

@@ -401,27 +401,32 @@ class DemonstrationModel:
     ) -> Callable[[dict[str, Tensor]], Tensor] | None:
         r"""A potential energy whose cost does not grow with n, or None where it does not apply.
 
-        Global model (linear reward, full-length demonstrations, s_0 modelled): the
-        log-likelihood of n demonstrations is
+        With the soft values V_t of :func:`bayes_irl.soft_bellman.soft_values` (V_T = 0),
+        Phi = sum_i sum_{t < L_i} phi(s_t, a_t) over the observed steps of demonstrations of
+        lengths L_i <= T (-1 padding after them), both kinds' log-likelihoods take one form,
 
-            sum_i log P(x_i | theta) = theta . Phi - n log Z(theta) + const,
-            Phi = sum_i sum_t phi(s_t, a_t).
+            sum_i log P(x_i | theta) = theta . Phi + sum_{t, s} W[t, s] V_t(s) - m log Z + const,
 
-        Causal model (maximum causal entropy; truncated demonstrations and
-        ``given_initial_state`` allowed): with the visit counts N[t, s, a] of the observed
-        steps, log pi_t = Q_t - V_t and Q_t(s, a) = r(s, a) + log beta(a | s) +
-        sum_s' p(s' | s, a) V_{t+1}(s'),
+        with the data entering only through Phi, the (T + 1, S) value weights W and the
+        count m (see ``_causal_value_weights``):
 
-            sum_i log P(x_i | theta) = theta . Phi + sum_{t, s} W[t, s] V_t(s) + const,
-            W[t, s] = sum_{s_, a} N[t - 1, s_, a] p(s | s_, a) - sum_a N[t, s, a],
+        * global model (:class:`bayes_irl.inference.ExactNormalizer` with ``kind="global"``):
+          a prefix of length L ending in s_L has log P = R(prefix) + log b(prefix) +
+          V_L(s_L) - log Z, and with ``given_initial_state`` log Z is replaced by V_0(s_0).
+          So W[t, s] counts the demonstrations ending at (t, s) (only t < T matters) minus,
+          given the initial states, those starting at s (t = 0); m = n, or 0 given the
+          initial states. Full-length demonstrations with modelled s_0 reduce to
+          theta . Phi - n log Z.
+        * causal model: log pi_t = Q_t - V_t and Q_t(s, a) = r(s, a) + log beta(a | s) +
+          sum_s' p(s' | s, a) V_{t+1}(s'), so W[t, s] = sum_{s_, a} N[t - 1, s_, a]
+          p(s | s_, a) - sum_a N[t, s, a] with the visit counts N of the observed steps,
+          and m = 0 (each step is normalised locally; ``given_initial_state`` only drops
+          the constant log p0(s_0)).
 
-        so the data enter through Phi and the (T + 1, S) table W, both computed once, and
-        each gradient is one soft-value recursion with its hand-written backward pass
-        (:func:`bayes_irl.soft_bellman.soft_values`).
-
-        Either way ``-log p(theta) - loglik(theta)`` costs one exact recursion per
-        gradient, whatever n is. Applies to a :class:`bayes_irl.LinearReward` whose prior
-        has real support and an exact normaliser on a tabular MDP.
+        Either way ``-log p(theta) - loglik(theta)`` costs one soft-value recursion and its
+        adjoint per gradient (:mod:`bayes_irl.soft_bellman_kernel`), whatever n is. Applies
+        to a :class:`bayes_irl.LinearReward` whose prior has real support and an exact
+        normaliser on a tabular MDP.
 
         Args:
             data: prepared demonstrations (n, T + 1, 2).
@@ -441,61 +446,76 @@ class DemonstrationModel:
             return None
         if self.rationality_prior is not None:  # beta * theta: no linear statistics
             return None
-        if kind == "global" and (self.given_initial_state or self.space.is_truncated(data)):
-            return None
         prior = reward.prior
         if prior.support is not constraints.real:
             return None
         mdp = self.space
         stats = feature_counts(reward.features, *mdp.split(data)).sum(0)  # Phi, shape (K,)
-        count = data.shape[0]
+        value_weights = _causal_value_weights(
+            mdp, data, reward.features.dtype, kind=kind,
+            given_initial_state=self.given_initial_state)
+        count = data.shape[0] if kind == "global" and not self.given_initial_state else 0
         site = reward.site_name
-        if kind == "causal":
-            value_weights = _causal_value_weights(mdp, data, reward.features.dtype)
-
-            def causal_potential(params: dict[str, Tensor]) -> Tensor:
-                # a flow guide's draws are float32; the statistics are the MDP's dtype
-                theta = params[site].to(stats.dtype)
-                values = soft_values(mdp, reward.step_rewards(theta), kind="causal")
-                log_lik = theta @ stats + (values * value_weights).sum((-2, -1))
-                return -(prior.log_prob(theta).sum(-1) + log_lik)
-
-            return LeanPotential(mdp=mdp, features=reward.features, prior=prior, stats=stats,
-                                 kind="causal", reference=causal_potential, site=site,
-                                 value_weights=value_weights)
+        log_p0 = mdp.initial.log().to(stats.dtype)
 
         def potential_fn(params: dict[str, Tensor]) -> Tensor:
+            # a flow guide's draws are float32; the statistics are the MDP's dtype
             theta = params[site].to(stats.dtype)
-            log_z = norm.log_normalizer(reward, theta)
-            return -(prior.log_prob(theta).sum(-1) + theta @ stats - count * log_z)
+            values = soft_values(mdp, reward.step_rewards(theta), kind=kind)
+            log_lik = theta @ stats + (values * value_weights).sum((-2, -1))
+            if count:
+                log_lik = log_lik - count * torch.logsumexp(values[..., 0, :] + log_p0, -1)
+            return -(prior.log_prob(theta).sum(-1) + log_lik)
 
         return LeanPotential(mdp=mdp, features=reward.features, prior=prior, stats=stats,
-                             kind="global", reference=potential_fn, site=site, count=count)
+                             kind=kind, reference=potential_fn, site=site, count=count,
+                             value_weights=value_weights)
 
 
-def _causal_value_weights(mdp: TabularMDP, data: Tensor, dtype: torch.dtype) -> Tensor:
-    """``W[t, s]`` of the causal log-likelihood (see ``sufficient_statistics_potential``).
+def _causal_value_weights(
+    mdp: TabularMDP,
+    data: Tensor,
+    dtype: torch.dtype,
+    *,
+    kind: str = "causal",
+    given_initial_state: bool = False,
+) -> Tensor:
+    """The value weights ``W[t, s]`` of the log-likelihood (``sufficient_statistics_potential``).
 
     Args:
         mdp: the tabular MDP.
         data: prepared demonstrations (n, T + 1, 2), -1 after each one's length.
         dtype: floating dtype of the result.
+        kind: ``"causal"`` (expected next-state visits minus visits with an observed
+            action) or ``"global"`` (demonstrations ending at (t, s), minus those starting
+            at s when ``given_initial_state``).
+        given_initial_state: the initial states are contexts (global kind: log Z is
+            replaced by V_0(s_0)); the causal weights do not depend on it.
 
     Returns:
-        Shape (T + 1, S): expected next-state visits minus visits with an observed action.
+        Shape (T + 1, S).
     """
     states, actions = mdp.split(data.to(mdp.device))
     observed = actions >= 0  # (n, T)
     horizon, num_states, num_actions = mdp.horizon, mdp.num_states, mdp.num_actions
+    weights = torch.zeros(horizon + 1, num_states, dtype=dtype, device=mdp.device)
+    one = torch.ones((), dtype=dtype, device=mdp.device)
+    if kind == "global":
+        lengths = observed.sum(-1)  # L_i: the prefix ends in s_{L_i} at t = L_i
+        last = states.gather(-1, lengths.unsqueeze(-1)).squeeze(-1)
+        weights.index_put_((lengths, last), one, accumulate=True)
+        if given_initial_state:
+            weights.index_put_((torch.zeros_like(lengths), states[:, 0]), -one,
+                               accumulate=True)
+        return weights
     steps = torch.arange(horizon, device=mdp.device).expand_as(actions)
     counts = torch.zeros(horizon, num_states, num_actions, dtype=dtype, device=mdp.device)
     index = (steps[observed], states[:, :-1][observed], actions[observed])
-    counts.index_put_(index, torch.ones((), dtype=dtype, device=mdp.device), accumulate=True)
+    counts.index_put_(index, one, accumulate=True)
     probs = mdp.successor_log_probs.exp().to(dtype)  # (S, A, F)
     flow = (counts.unsqueeze(-1) * probs).reshape(horizon, -1)  # N[t, s, a] p(f | s, a)
     next_visits = torch.zeros(horizon, num_states, dtype=dtype, device=mdp.device)
     next_visits.index_add_(1, mdp.successors.reshape(-1), flow)
-    weights = torch.zeros(horizon + 1, num_states, dtype=dtype, device=mdp.device)
     weights[:horizon] -= counts.sum(-1)
     weights[1:] += next_visits
     return weights

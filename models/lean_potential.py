@@ -1,26 +1,27 @@
-r"""A lean evaluator of the demonstration model's sufficient-statistics potential.
+r"""A fast evaluator of the demonstration model's sufficient-statistics potential.
 
 The potential energy of :meth:`bayes_irl.models.DemonstrationModel.sufficient_statistics_potential`
-(linear reward r_theta[s, a] = theta . phi[s, a], exact normaliser on a tabular MDP) is
+(linear reward r_theta[s, a] = theta . phi[s, a], exact normaliser on a tabular MDP) is, for
+both kinds,
 
-    global:  U(theta) = -log p(theta) - theta . Phi + n log Z(theta),
-    causal:  U(theta) = -log p(theta) - theta . Phi - sum_{t, s} W[t, s] V_t(s),
+    U(theta) = -log p(theta) - theta . Phi - sum_{t, s} W[t, s] V_t(s) + m log Z(theta),
 
-with the soft values V_t of the backward recursion
-(:func:`bayes_irl.soft_bellman.soft_values`). Its gradient is phi contracted with the
-occupancy of the forward pass. Here both run as one tight NumPy/SciPy loop of float64
-arrays built once (the sparse transition matrix, the features as an (S·A, K) matrix), with
-no autograd graph, no Pyro and no per-call validation: one value and gradient costs
-O(T · nnz(P)) with the small constant of NumPy kernels, which on the 10×10 benchmark is
-several times cheaper than the autograd path it reproduces.
+with the soft values V_t of the backward recursion, value weights W (T + 1, S) and a count m
+computed once from the data (the global kind's m log Z with log Z = log sum_s p0(s)
+exp V_0(s); m = 0 for the causal kind). Its gradient is phi contracted with dL/dlocal, the
+adjoint of the recursion for dL/dV_t = W[t] (minus m softmax(V_0 + log p0) at t = 0). Both
+are one call each of :func:`bayes_irl.soft_bellman_kernel.soft_bellman_forward` and
+:func:`~bayes_irl.soft_bellman_kernel.soft_bellman_adjoint` (the one compiled copy of the
+recursion) on float64 arrays built once, with no autograd graph, no Pyro and no per-call
+validation.
 
 :class:`LeanPotential` is a drop-in potential ``U({site: theta}) -> scalar``:
 
-* one theta of shape (K,) in float64: the value comes from the lean loop, and its
-  backward pass returns the lean gradient (one ``torch.autograd.Function`` node);
+* one theta of shape (K,) in float64: the value comes from the kernel, and its backward
+  pass returns the kernel's gradient (one ``torch.autograd.Function`` node);
 * a second derivative (``create_graph=True``, e.g. the exact Laplace Hessian), a batch of
-  thetas, another dtype, or an input the exp-space loop cannot represent (an underflowing
-  global sum, a non-finite value) is handed to the autograd potential it was built from,
+  thetas, another dtype, or an input the kernel does not take (a state without a finite
+  action score, a non-finite value) is handed to the autograd potential it was built from,
   so the function is the same everywhere; only its cost differs.
 
 :meth:`LeanPotential.value_and_grad` gives ``(U, dU/dtheta)`` for NumPy callers (the MAP
@@ -32,16 +33,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import scipy.sparse
 import torch
 from torch import Tensor
-
-from bayes_irl.models.lean_kernels import causal_kernel
-
-try:  # SciPy's compiled CSR kernel: the public `@` adds ~15 µs of checks per product
-    from scipy.sparse._sparsetools import csr_matvec as _csr_matvec
-except ImportError:  # pragma: no cover - a SciPy without the private module
-    _csr_matvec = None
 
 __all__ = ["LeanPotential", "NumpyPotential", "closed_form_normal", "numpy_value_and_grad"]
 
@@ -110,7 +103,7 @@ def closed_form_normal(prior, size: int) -> tuple[np.ndarray, np.ndarray] | None
 
 
 class LeanPotential(NumpyPotential):
-    """U(theta) and its gradient by a NumPy soft-Bellman loop (see the module docstring).
+    """U(theta) and its gradient by the compiled soft-Bellman kernel (see the module docstring).
 
     Args:
         mdp: the tabular MDP (successors, probabilities, p0, action base measure, horizon).
@@ -121,8 +114,13 @@ class LeanPotential(NumpyPotential):
         kind: ``"global"`` or ``"causal"``.
         reference: the autograd potential ``U({site: theta}) -> scalar`` this reproduces.
         site: the latent site's name.
-        count: n, the number of demonstrations (global kind).
-        value_weights: W[t, s], shape (T + 1, S) (causal kind).
+        count: m, the multiplier of log Z (global kind: the number of demonstrations whose
+            s_0 is modelled; 0 for the causal kind, which has no single Z).
+        value_weights: W[t, s], shape (T + 1, S) (both kinds; None means zeros).
+
+    Raises:
+        ValueError: for an unknown kind, a causal kind with a log Z count, or value weights
+            of the wrong shape.
     """
 
     def __init__(
@@ -138,25 +136,19 @@ class LeanPotential(NumpyPotential):
         count: int = 0,
         value_weights: Tensor | None = None,
     ) -> None:
-        if kind not in ("global", "causal"):
-            raise ValueError(f"kind must be 'global' or 'causal'; got {kind!r}")
-        if kind == "causal" and value_weights is None:
-            raise ValueError("the causal kind needs value_weights (T + 1, S)")
-        num_states, num_actions, fan_out = mdp.successors.shape
+        from bayes_irl import soft_bellman_kernel as kernel  # imports Numba (~0.3 s)
+
+        self._kernel = kernel
+        self._kind_code = kernel.kind_code(kind)
+        if kind == "causal" and count != 0:
+            raise ValueError(f"the causal kind has no log Z: count must be 0; got {count}")
+        num_states, num_actions = mdp.num_states, mdp.num_actions
         self.kind, self.site, self.reference = kind, site, reference
         self.num_states, self.num_actions, self.horizon = num_states, num_actions, mdp.horizon
-        probs = mdp.successor_log_probs.detach().exp().cpu().double().numpy().reshape(-1)
-        rows = np.repeat(np.arange(num_states * num_actions), fan_out)
-        cols = mdp.successors.cpu().numpy().reshape(-1)
-        keep = probs > 0
-        # duplicate successors are summed by the COO -> CSR conversion
-        matrix = scipy.sparse.coo_matrix(
-            (probs[keep], (rows[keep], cols[keep])), shape=(num_states * num_actions, num_states)
+        self._succ, self._probs = kernel.padded_transitions(
+            mdp.successors.cpu().numpy(),
+            mdp.successor_log_probs.detach().exp().cpu().double().numpy(),
         )
-        self._p = matrix.tocsr()  # (S·A, S): (P x)[s, a] = sum_s' p(s'|s, a) x[s']
-        self._pt = matrix.T.tocsr()  # (S, S·A): the adjoint
-        for csr in (self._p, self._pt):
-            csr.sum_duplicates()
         phi = features.detach().cpu().double().numpy()
         self._phi = np.ascontiguousarray(phi.reshape(num_states * num_actions, -1))  # (S·A, K)
         self._base = mdp.action_log_base.detach().cpu().double().numpy().reshape(-1)
@@ -164,31 +156,30 @@ class LeanPotential(NumpyPotential):
             self._log_p0 = np.log(mdp.initial.detach().cpu().double().numpy())
         self._stats = stats.detach().cpu().double().numpy()
         self._count = float(count)
-        self._weights = (
-            None if value_weights is None else value_weights.detach().cpu().double().numpy()
-        )
+        shape = (mdp.horizon + 1, num_states)
+        if value_weights is None:
+            weights = np.zeros(shape)
+        else:
+            weights = value_weights.detach().cpu().double().numpy()
+        if weights.shape != shape:
+            raise ValueError(f"value_weights must have shape (T + 1, S) = {shape}; "
+                             f"got {weights.shape}")
+        self._weights = np.ascontiguousarray(weights)
         self._prior = prior
-        self.use_kernel = True  # the compiled causal kernel where Numba is installed
         self._normal = closed_form_normal(prior, self._phi.shape[1])
 
     # ------------------------------------------------------------------ NumPy interface
     def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
         """``(U(theta), dU/dtheta)`` for theta of shape (K,), or None.
 
-        None where the loop cannot represent the input (an underflowing global sum, a
-        non-finite value): then evaluate the reference potential instead.
+        None where the kernel does not take the input (a state without a finite action
+        score, a NaN) or the value is not finite: then evaluate the reference potential.
         """
         theta = np.asarray(theta, dtype=np.float64)
         local = self._phi @ theta + self._base  # (S·A,)
-        if not np.isfinite(local).all():
+        if not self._kernel.local_is_supported(local, self.num_actions):
             return None
-        if self.kind == "global":
-            out = self._global(local)
-        else:
-            out = self._causal(local)
-        if out is None:
-            return None
-        log_lik, grad_local = out
+        log_lik, grad_local = self._log_likelihood(local)
         prior_value, prior_grad = self._log_prior(theta)
         value = -(prior_value + theta @ self._stats + log_lik)
         grad = -(prior_grad + self._stats + self._phi.T @ grad_local)
@@ -196,77 +187,29 @@ class LeanPotential(NumpyPotential):
             return None
         return float(value), grad
 
-    def _global(self, local: np.ndarray):
-        """n·(-log Z) and its gradient w.r.t. local (S·A,), by exp-space recursion."""
-        num_states, num_actions, horizon = self.num_states, self.num_actions, self.horizon
-        local = local.reshape(num_states, num_actions)
-        local_max = local.max(1)
-        scaled = np.exp(local - local_max[:, None])  # (S, A)
-        value = np.zeros(num_states)
-        us, gs, zs = [None] * horizon, [None] * horizon, [None] * horizon
-        for t in range(horizon - 1, -1, -1):
-            shift = value.max()
-            u = np.exp(value - shift)
-            g = _matvec(self._p, u, np.zeros(num_states * num_actions)).reshape(
-                num_states, num_actions)
-            total = (scaled * g).sum(1)
-            us[t], gs[t], zs[t] = u, g, total
-            with np.errstate(divide="ignore"):
-                value = np.log(total) + local_max + shift
-        finfo = np.finfo(np.float64)
-        if min(z.min() for z in zs) < finfo.tiny / finfo.eps or not np.isfinite(value).all():
-            return None
-        start = value + self._log_p0
-        top = start[np.isfinite(start)].max()
-        weights = np.exp(start - top)
-        log_z = top + np.log(weights.sum())
-        adjoint = weights / weights.sum()  # d log Z / d V_0
-        grad_local = np.zeros((num_states, num_actions))
-        for t in range(horizon):
-            ratio = scaled * (adjoint / zs[t])[:, None]
-            grad_local += ratio * gs[t]
-            adjoint = us[t] * _matvec(self._pt, ratio.reshape(-1), np.zeros(num_states))
-        return -self._count * log_z, -self._count * grad_local.reshape(-1)
+    def _log_likelihood(self, local: np.ndarray) -> tuple[float, np.ndarray]:
+        """``sum_{t,s} W[t, s] V_t(s) - m log Z`` and its gradient w.r.t. local (S·A,).
 
-    def _causal(self, local: np.ndarray):
-        """sum_t W[t]·V_t and its gradient w.r.t. local (S·A,).
-
-        The compiled kernel of :mod:`bayes_irl.models.lean_kernels` where Numba is
-        installed (and ``use_kernel`` is True), else the NumPy loop below.
+        One call of :func:`bayes_irl.soft_bellman_kernel.soft_bellman_forward` and one of
+        its adjoint, with dL/dV_t = W[t] and, at t = 0, minus m softmax(V_0 + log p0).
         """
-        kernel = causal_kernel() if self.use_kernel else None
-        if kernel is not None:
-            total, grad_local = kernel(
-                local, self._p.indptr, self._p.indices, self._p.data, self._weights,
-                self.num_states, self.num_actions)
-            return (total, grad_local) if np.isfinite(total) else None
-        num_states, num_actions, horizon = self.num_states, self.num_actions, self.horizon
-        local = local.reshape(num_states, num_actions)
-        weights = self._weights
-        value = np.zeros(num_states)
-        policies = [None] * horizon
-        total = 0.0
-        flat = local.reshape(-1)
-        for t in range(horizon - 1, -1, -1):
-            q = _matvec(self._p, value, flat.copy()).reshape(num_states, num_actions)
-            top = q.max(1)
-            q -= top[:, None]
-            e = np.exp(q, out=q)
-            norm = e.sum(1)
-            value = np.log(norm)
-            value += top
-            e /= norm[:, None]
-            policies[t] = e
-            total += weights[t] @ value
-        if not np.isfinite(total):
-            return None
-        adjoint = weights[0]
-        grad_local = np.zeros((num_states, num_actions))
-        for t in range(horizon):
-            grad_q = policies[t] * adjoint[:, None]
-            grad_local += grad_q
-            adjoint = _matvec(self._pt, grad_q.reshape(-1), weights[t + 1].copy())
-        return total, grad_local.reshape(-1)
+        values, policies, inverse_sums = self._kernel.soft_bellman_forward(
+            local[None], self._succ, self._probs, self.num_actions, self.horizon,
+            self._kind_code)
+        values = values[0]
+        total = float((self._weights * values).sum())
+        grad_values = self._weights.copy()
+        if self._count:
+            start = values[0] + self._log_p0
+            top = start.max()
+            weights = np.exp(start - top)
+            norm = weights.sum()
+            total -= self._count * (top + np.log(norm))
+            grad_values[0] -= self._count * weights / norm  # m d log Z / d V_0
+        grad_local = self._kernel.soft_bellman_adjoint(
+            grad_values[None], values[None], policies, inverse_sums, self._succ, self._probs,
+            self.num_actions, self._kind_code)
+        return total, grad_local[0]
 
 
 def numpy_value_and_grad(
@@ -297,16 +240,6 @@ def numpy_value_and_grad(
         return out
 
     return value_and_grad
-
-
-def _matvec(matrix, x: np.ndarray, out: np.ndarray) -> np.ndarray:
-    """``out += matrix @ x`` for a CSR matrix, without SciPy's per-call checks."""
-    if _csr_matvec is None:
-        out += matrix @ x
-        return out
-    rows, cols = matrix.shape
-    _csr_matvec(rows, cols, matrix.indptr, matrix.indices, matrix.data, x, out)
-    return out
 
 
 class _LeanValue(torch.autograd.Function):
