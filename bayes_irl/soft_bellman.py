@@ -263,7 +263,8 @@ class _SoftValues(torch.autograd.Function):
         ctx.save_for_backward(local)
         if ctx.saved is None:
             return _soft_values_reference(mdp, local.detach(), kind)
-        return torch.from_numpy(ctx.saved[0]).to(dtype=local.dtype, device=local.device)
+        # a copy: the backward reads the saved table, the caller may write to the output
+        return torch.from_numpy(ctx.saved[0].copy()).to(dtype=local.dtype, device=local.device)
 
     @staticmethod
     def backward(ctx, grad_values):  # noqa: D102

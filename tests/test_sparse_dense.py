@@ -1,4 +1,4 @@
-"""Sparse vs dense transitions and the fast recursion vs the log-space reference.
+"""Sparse vs dense transitions and the compiled kernel vs the log-space reference.
 
 All comparisons are float64 at 1e-10: the quantities are sums of O(T·S·A·F) positive terms
 computed in different orders (exp space with a shift vs log space), so they agree to a few
@@ -78,9 +78,10 @@ def test_fast_backend_second_derivatives(kind):
     assert torch.autograd.gradgradcheck(lambda r: soft_values(mdp, r, kind=kind), (rewards,))
 
 
-def test_underflow_falls_back_to_reference():
-    # Rewards spread over ~3000 nats: exp-space sums underflow float64, so the fast path
-    # must hand over to the log-space reference and still be exact.
+def test_underflow_is_exact():
+    # Rewards spread over ~3000 nats: exp-space sums underflow float64; the kernel takes
+    # its log-space route for those rows (tests/test_lean_kernels.py checks that it does)
+    # and must still equal the log-space reference.
     mdp = _random_dense_mdp(horizon=4)
     rewards = torch.linspace(-3000, 0, 18, dtype=torch.float64).reshape(6, 3)
     rewards.requires_grad_(True)
@@ -93,7 +94,7 @@ def test_underflow_falls_back_to_reference():
     torch.testing.assert_close(g_fast, g_ref, atol=ATOL, rtol=0)
 
 
-def test_masked_actions_use_reference():
+def test_masked_actions_are_exact():
     # -inf action base measure (forbidden actions) is handled exactly.
     mdp = _random_dense_mdp()
     base = torch.zeros(6, 3, dtype=torch.float64)
@@ -111,6 +112,22 @@ def test_masked_actions_use_reference():
         soft_values(masked, rewards), soft_values(masked, rewards, backend="reference"),
         atol=ATOL, rtol=0,
     )
+
+
+def test_float32_rewards_are_computed_in_float64():
+    # float32 rewards: the kernel runs in float64 and casts back, so values and gradients
+    # equal the float64 reference to float32 rounding (values ~10: 1e-5 absolute).
+    mdp = _random_dense_mdp()
+    rewards = torch.randn(2, 6, 3, dtype=torch.float64)
+    single = rewards.float().requires_grad_(True)
+    values = soft_values(mdp, single, kind="global")
+    assert values.dtype == torch.float32
+    ref = soft_values(mdp, rewards.requires_grad_(True), kind="global", backend="reference")
+    torch.testing.assert_close(values.double(), ref, atol=1e-5, rtol=0)
+    (grad,) = torch.autograd.grad(values[:, 0].sum(), single)
+    (ref_grad,) = torch.autograd.grad(ref[:, 0].sum(), rewards)
+    assert grad.dtype == torch.float32
+    torch.testing.assert_close(grad.double(), ref_grad, atol=1e-5, rtol=0)
 
 
 def test_unknown_backend_raises():
