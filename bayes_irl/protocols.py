@@ -22,6 +22,10 @@ copy the stack.
   ``log b(x) - log q(x)`` and gives a differentiable ``log q`` for training.
 * :class:`Model`: the Pyro program and what back-ends and the ArviZ converter need;
   optionally :class:`SufficientStatistics`.
+* :class:`Potential`: what every inference method runs on, U(z) = -log p(theta(z), data)
+  in the flat unconstrained space of a :class:`~bayes_irl.parameter_layout.ParameterLayout`,
+  with its gradient in NumPy and one torch adapter. Every model yields one: the generic
+  potential traced from its Pyro program, or an exact fast one it offers.
 
 Shapes. ``theta`` has shape ``theta_batch + (D,)`` with any leading batch dimensions (draws,
 chains, plates); a trajectory tensor has shape ``traj_batch + event_shape``; results of
@@ -36,14 +40,19 @@ These are structural types (``typing.Protocol``): nothing needs to inherit from 
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
+import numpy as np
 import torch
 from torch import Tensor
 from torch.distributions import constraints
 
+if TYPE_CHECKING:
+    from bayes_irl.parameter_layout import ParameterLayout
+
 __all__ = [
     "ExactLikelihood",
+    "Potential",
     "GuidePolicy",
     "Model",
     "Normalizer",
@@ -273,4 +282,42 @@ class SufficientStatistics(Protocol):
         ``params`` maps each latent site to its (unconstrained = constrained, real-valued)
         value of shape ``(D,)``.
         """
+        ...
+
+
+@runtime_checkable
+class Potential(Protocol):
+    r"""The negative log joint density in unconstrained coordinates: what every method runs on.
+
+    With the latent sites laid out in one vector z (D,) by ``layout`` and theta(z) their
+    constrained values,
+
+        U(z) = -log p(theta(z), data) - log |det d theta / d z| + const,
+
+    so exp(-U) is the posterior density of z up to its normaliser. NUTS, HMC, Gaussian VI,
+    the MAP search and the Laplace approximation all take a Potential; a model yields one
+    (:func:`bayes_irl.models.model_potential`): the generic potential traced from its Pyro
+    program, or an exact fast one (sufficient statistics, visit counts, Bradley-Terry
+    differences) that the tests prove equal to the traced one.
+
+    ``deterministic`` is False for an estimate (a trajectory bank, an importance
+    normaliser): such a potential is only for stochastic-gradient methods, and
+    ``noise_contract`` says what its noise is.
+    """
+
+    layout: ParameterLayout
+    deterministic: bool
+    kind: str
+    """A short name of the evaluator (``"traced"``, ``"sufficient_statistics"``, ...)."""
+
+    def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
+        """``(U(z), dU/dz)`` for z of shape (D,) in float64 NumPy (``inf`` outside the support)."""
+        ...
+
+    def torch(self, z: Tensor) -> Tensor:
+        """``U(z)`` in torch, differentiable twice; ``z`` (..., D) gives shape ``z.shape[:-1]``."""
+        ...
+
+    def hessian(self, z: np.ndarray) -> np.ndarray:
+        """The Hessian of U at z, shape (D, D)."""
         ...

@@ -49,9 +49,9 @@ weights ran off to 1e4-1e5 with sd 0.1-0.7 while its loss had flattened, scores 
 (3x3, 300 steps) and 5.2e3 (5x5, 5000 steps) (``benchmarks/guard_results.md``). Its
 power is limited by the Monte-Carlo noise: on the 5x5 gridworld the s.e. reached 0.8, so
 only mean errors beyond ~1 + 3 s.e. sds are certain to be flagged. The check needs the
-model's cheap potential
-(:func:`~bayes_irl.inference.backends.laplace.sufficient_statistics_potential`);
-elsewhere it is skipped.
+model's potential (:func:`bayes_irl.models.model_potential`), in its unconstrained
+coordinates, where the guide is Gaussian; it is skipped where the potential is an
+estimate.
 
 The result, a :class:`ConvergenceReport`, is stored in ``Posterior.attrs`` (keys
 ``convergence_*``, one per check with its value and threshold, and the verdict), so
@@ -73,6 +73,7 @@ import torch
 
 from bayes_irl.inference.backends.laplace import NEWTON_TOLERANCE
 from bayes_irl.inference.diagnostics import effective_sample_size, pareto_smooth
+from bayes_irl.models.potential import model_potential
 
 __all__ = [
     "ConvergenceCheck",
@@ -393,24 +394,21 @@ def _elbo_stationarity_check(posterior) -> ConvergenceCheck | None:
     """The standardised ELBO mean score of a Gaussian SVI guide (see the module docstring)."""
     if posterior.method != "svi" or posterior.attrs.get("guide") not in _GAUSSIAN_GUIDES:
         return None
-    from bayes_irl.inference.backends.laplace import sufficient_statistics_potential
-
     if posterior.model is None or posterior.data is None:
         return None  # e.g. reloaded without model and data
-    found = sufficient_statistics_potential(posterior.model, posterior.data)
-    if found is None or found[1] not in posterior.samples:
+    potential = model_potential(posterior.model, posterior.data)
+    layout = potential.layout
+    if not potential.deterministic or not set(layout.names) <= set(posterior.samples):
         return None
-    potential, site, _ = found
-    draws = posterior.flat_samples()[site].detach().to(torch.float64)
+    flat = posterior.flat_samples()
+    draws = layout.flatten({name: flat[name].detach() for name in layout.names}).to(
+        torch.float64)
     if draws.shape[0] < _STATIONARITY_DRAWS:
         return None  # too few draws for a standard error
     chol, info = torch.linalg.cholesky_ex(torch.cov(draws.T).reshape(draws.shape[1], -1))
     index = torch.linspace(0, draws.shape[0] - 1, _STATIONARITY_DRAWS).long()
-    grads = []
-    for theta in draws[index]:
-        theta = theta.clone().requires_grad_(True)
-        (grad,) = torch.autograd.grad(-potential({site: theta}), theta)
-        grads.append(grad.detach())
+    # the score of the log density of z, grad log p = -dU/dz
+    grads = [torch.from_numpy(-potential.value_and_grad(z.numpy())[1]) for z in draws[index]]
     scores = torch.stack(grads).to(torch.float64) @ chol  # z_i = L^T grad log p(theta_i)
     mean = scores.mean(0)
     se = scores.std(0) / math.sqrt(len(index))

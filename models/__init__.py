@@ -10,6 +10,12 @@ from bayes_irl.models.choice import TIE, BradleyTerry, PlackettLuce
 from bayes_irl.models.combined import CombinedModel
 from bayes_irl.models.demonstrations import DemonstrationModel
 from bayes_irl.models.maxent import MaxEntTrajectory, TrajectoryConstraint
+from bayes_irl.models.potential import (
+    StatisticsPotential,
+    TorchPotential,
+    TracedPotential,
+    model_potential,
+)
 from bayes_irl.models.preference_data import (
     PairwiseComparisons,
     PreparedPreferences,
@@ -39,8 +45,12 @@ __all__ = [
     "PreferenceModel",
     "PreparedPreferences",
     "Rankings",
+    "StatisticsPotential",
+    "TorchPotential",
+    "TracedPotential",
     "TrajectoryConstraint",
     "load_preferences",
+    "model_potential",
     "preferences_from_dataframe",
     "save_preferences",
     "simulate_comparisons",

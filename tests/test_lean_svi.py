@@ -21,7 +21,6 @@ from bayes_irl.inference.backends.laplace import model_laplace
 from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
 from bayes_irl.inference.checkpoint import FitInterrupted, SVICheckpoint
 from bayes_irl.models import DemonstrationModel
-from bayes_irl.models.lean_potential import numpy_value_and_grad
 from tests.helpers import exact_posterior_moments
 
 
@@ -120,7 +119,7 @@ def test_lean_svi_reaches_the_quadrature_optimum_and_the_exact_posterior(problem
         loc = fitted.locs.weights.detach().numpy()
         sd = fitted.scales.weights.detach().numpy()
     laplace = model_laplace(model, data)
-    value_and_grad = numpy_value_and_grad(laplace.potential, laplace.site)
+    value_and_grad = laplace.potential.value_and_grad
     opt_loc, opt_sd = _gauss_hermite_optimum(value_and_grad, laplace.loc.numpy(),
                                              laplace.covariance.numpy(),
                                              mean_field=guide == "normal")

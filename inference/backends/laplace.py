@@ -36,17 +36,19 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import numpy as np
-import pyro
 import scipy.optimize
 import torch
 
-from bayes_irl.models.lean_potential import numpy_value_and_grad
+from bayes_irl.models.potential import model_potential
+from bayes_irl.parameter_layout import ParameterLayout
+from bayes_irl.protocols import Potential, SufficientStatistics
 
 __all__ = [
     "NEWTON_TOLERANCE",
     "LaplaceFit",
     "NewtonPolish",
     "find_laplace",
+    "laplace_start",
     "model_laplace",
     "newton_polish",
     "positive_definite_cholesky",
@@ -63,9 +65,11 @@ _POLISH = 1e-3
 def sufficient_statistics_potential(model, data):
     """Return ``(potential_fn, site_name, num_params)``, or None where it does not apply.
 
-    Asks the model (:class:`bayes_irl.protocols.SufficientStatistics`): a model without
-    ``sufficient_statistics_potential``, or whose method returns None, gets None. The site
-    and its size come from ``model.latent_dims`` (one latent site).
+    The model's exact fast potential (:class:`bayes_irl.protocols.SufficientStatistics`)
+    for models with one latent site; None for a model without one, or whose method
+    returns None. Every other method asks :func:`bayes_irl.models.model_potential`, which
+    falls back to the generic traced potential; this is for the ``sufficient_statistics``
+    option of Pyro's kernels.
 
     Args:
         model: the model.
@@ -75,9 +79,10 @@ def sufficient_statistics_potential(model, data):
         ``potential_fn({site_name: theta (D,)}) -> scalar`` equal to the negative log joint
         density up to a constant, the latent site's name, and D; or None.
     """
-    method = getattr(model, "sufficient_statistics_potential", None)
-    potential = None if method is None else method(data)
-    if potential is None or len(model.latent_dims) != 1:
+    if not isinstance(model, SufficientStatistics) or len(model.latent_dims) != 1:
+        return None
+    potential = model.sufficient_statistics_potential(data)
+    if potential is None:
         return None
     ((site, (_, names)),) = model.latent_dims.items()
     return potential, site, len(names)
@@ -85,13 +90,13 @@ def sufficient_statistics_potential(model, data):
 
 @dataclass
 class LaplaceFit:
-    """The MAP and the Laplace covariance of a one-site potential.
+    """The MAP and the Laplace covariance of a potential, in its unconstrained space z.
 
     Attributes:
-        site: the latent site's name.
-        loc: the MAP theta_MAP, shape (D,).
+        layout: the parameter layout of z (latent sites, shapes, transforms).
+        loc: the MAP z_MAP, shape (D,).
         covariance: the inverse Hessian of U at the MAP, shape (D, D).
-        potential: the potential ``U({site: theta}) -> scalar`` that was minimised.
+        potential: the :class:`~bayes_irl.protocols.Potential` that was minimised.
         grad_norm: max |dU/dtheta| at the MAP (reported; not the stopping criterion).
         newton_decrement: sqrt(g^T H^{-1} g) at the MAP, the remaining Newton step in
             posterior standard deviations (the stopping criterion's quantity).
@@ -102,10 +107,10 @@ class LaplaceFit:
         wall_time: seconds for the optimisation and the Hessian.
     """
 
-    site: str
+    layout: ParameterLayout
     loc: torch.Tensor
     covariance: torch.Tensor
-    potential: Callable
+    potential: Potential
     grad_norm: float
     newton_decrement: float
     num_evaluations: int
@@ -113,11 +118,14 @@ class LaplaceFit:
     converged: bool
     wall_time: float
 
+    def constrain(self, z: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The latent sites' values of draws z (..., D): name -> (..., *site shape)."""
+        return self.layout.constrain(z)
+
 
 def find_laplace(
-    potential: Callable,
-    site: str,
-    init: torch.Tensor,
+    potential: Potential,
+    init: torch.Tensor | None = None,
     *,
     newton_tol: float = NEWTON_TOLERANCE,
     max_iter: int = 500,
@@ -134,9 +142,10 @@ def find_laplace(
     Hessian at the mode itself.
 
     Args:
-        potential: ``U({site: theta (D,)}) -> scalar``, differentiable twice.
-        site: the latent site's name.
-        init: starting point, shape (D,) (its dtype and device are used throughout).
+        potential: the :class:`~bayes_irl.protocols.Potential`.
+        init: starting point z, shape (D,); default zeros (the centre of the usual
+            N(0, 1) prior), or the prior draw of a traced potential (``potential.start``)
+            where zero is outside its support.
         newton_tol: tolerance on the Newton decrement, in posterior standard deviations.
         max_iter: the most L-BFGS iterations.
         max_newton_steps: the most Newton steps after L-BFGS.
@@ -153,11 +162,13 @@ def find_laplace(
     if not newton_tol > 0:
         raise ValueError(f"newton_tol must be > 0 (posterior sds); got {newton_tol}")
     start = time.perf_counter()
-    dtype, device = init.dtype, init.device
+    dtype = potential.layout.dtype
+    if init is None:
+        init = torch.zeros(potential.layout.size, dtype=dtype)
+        if not np.isfinite(potential.value_and_grad(init.double().numpy())[0]):
+            init = getattr(potential, "start", init)
     evaluations = 0
-
-    # the model's NumPy evaluator where it has one (no autograd graph per call)
-    evaluate = numpy_value_and_grad(potential, site, dtype=dtype, device=device)
+    evaluate = potential.value_and_grad
 
     def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
         nonlocal evaluations
@@ -183,14 +194,15 @@ def find_laplace(
     value, grad = value_and_grad(theta)
     polished = newton_polish(
         value_and_grad,
-        lambda x: positive_definite_cholesky(_hessian(potential, site, x, dtype, device)),
+        lambda x: positive_definite_cholesky(torch.from_numpy(potential.hessian(x))),
         theta, value, grad, newton_tol=newton_tol, max_newton_steps=max_newton_steps)
     theta, grad, chol, decrement, newton_steps = polished
     covariance = torch.cholesky_inverse(chol)
+    covariance = 0.5 * (covariance + covariance.T)
     return LaplaceFit(
-        site=site,
-        loc=torch.as_tensor(theta, dtype=dtype, device=device),
-        covariance=0.5 * (covariance + covariance.T),
+        layout=potential.layout,
+        loc=torch.as_tensor(theta, dtype=dtype),
+        covariance=covariance.to(dtype),
         potential=potential,
         grad_norm=float(np.abs(grad).max()),
         newton_decrement=decrement,
@@ -272,19 +284,6 @@ def newton_polish(
     return NewtonPolish(theta, grad, chol, decrement, steps)
 
 
-def _hessian(potential, site: str, theta: np.ndarray, dtype, device) -> torch.Tensor:
-    """The Hessian of U at ``theta``, shape (D, D).
-
-    Central differences of the exact NumPy gradient where the potential has one
-    (float64), autograd otherwise.
-    """
-    hessian = _lean_hessian(potential, theta) if dtype == torch.float64 else None
-    if hessian is None:
-        point = torch.as_tensor(theta, dtype=dtype, device=device)
-        hessian = torch.autograd.functional.hessian(lambda t: potential({site: t}), point)
-    return hessian.to(dtype=dtype, device=device)
-
-
 def positive_definite_cholesky(hessian: torch.Tensor) -> torch.Tensor:
     """The lower Cholesky factor of the symmetrised ``hessian`` (D, D).
 
@@ -308,47 +307,6 @@ def _newton_decrement(chol: torch.Tensor, grad: np.ndarray) -> float:
     return float(whitened.square().sum().sqrt())
 
 
-def _lean_hessian(potential, theta: np.ndarray, step: float = 1e-4) -> torch.Tensor | None:
-    """Hessian of U by central differences of its exact gradient, or None.
-
-    Only for a potential with a NumPy ``value_and_grad`` (the model's lean evaluator):
-    2·D gradient evaluations per pass instead of D double back-propagations through the
-    recursion (2.1 s against ~20 ms at 10×10, D = 4). A first pass steps by
-    ``step·max(1, |theta_i|)``; a second steps by 1e-3 of each coordinate's posterior sd
-    as the first pass estimates it (1/sqrt(H_ii)), because the first step can be a large
-    fraction of the sd of a badly scaled coordinate (features x1000: 25% of an sd, a 1%
-    error in the covariance). At 1e-3 sd the truncation error is O(1e-6) relative and the
-    rounding error eps·|grad|/step is far below it.
-    """
-    lean = getattr(potential, "value_and_grad", None)
-    if lean is None:
-        return None
-    first = _central_differences(lean, theta, step * np.maximum(1.0, np.abs(theta)))
-    if first is None:
-        return None
-    curvature = np.diag(first)
-    if (curvature > 0).all():
-        second = _central_differences(lean, theta, 1e-3 / np.sqrt(curvature))
-        if second is not None:
-            return torch.from_numpy(second)
-    return torch.from_numpy(first)
-
-
-def _central_differences(lean, theta: np.ndarray, steps: np.ndarray) -> np.ndarray | None:
-    """Rows (grad(theta + h_i e_i) - grad(theta - h_i e_i)) / 2h_i; None if lean declines."""
-    dim = theta.shape[0]
-    hessian = np.empty((dim, dim))
-    for i in range(dim):
-        up, down = theta.copy(), theta.copy()
-        up[i] += steps[i]
-        down[i] -= steps[i]
-        plus, minus = lean(up), lean(down)
-        if plus is None or minus is None:
-            return None
-        hessian[i] = (plus[1] - minus[1]) / (2 * steps[i])
-    return hessian
-
-
 def model_laplace(
     model,
     data,
@@ -357,35 +315,53 @@ def model_laplace(
     newton_tol: float = NEWTON_TOLERANCE,
     max_iter: int = 500,
     max_newton_steps: int = 20,
+    potential: Potential | None = None,
 ) -> LaplaceFit | None:
-    """:func:`find_laplace` on the model's cheap potential, or None where it has none.
+    """:func:`find_laplace` on the model's potential, or None where it is not deterministic.
 
     Args:
         model: a bayes_irl model.
         data: its prepared data.
-        init_values: latent site -> starting value (e.g. a previous MAP); default zeros
-            (the centre of the usual N(0, 1) prior).
+        init_values: latent site -> starting value (constrained; e.g. a previous MAP);
+            default zeros in z (the centre of the usual N(0, 1) prior).
         newton_tol: see :func:`find_laplace`.
         max_iter: see :func:`find_laplace`.
         max_newton_steps: see :func:`find_laplace`.
+        potential: the model's potential when the caller has it
+            (:func:`bayes_irl.models.model_potential` otherwise).
 
     Returns:
-        The :class:`LaplaceFit`, or None when the model offers no potential.
+        The :class:`LaplaceFit`, or None when the model's potential is an estimate (an
+        importance-sampled normaliser): a MAP of a noisy function is not defined.
     """
-    found = sufficient_statistics_potential(model, data)
-    if found is None:
+    if potential is None:
+        potential = model_potential(model, data)
+    if not potential.deterministic:
         return None
-    potential, site, dim = found
-    if init_values is not None and site in init_values:
-        init = torch.as_tensor(init_values[site]).reshape(dim)
-    else:
-        init = torch.zeros(dim, dtype=_site_dtype(model, data, site))
-    return find_laplace(potential, site, init.to(_site_dtype(model, data, site)),
-                        newton_tol=newton_tol, max_iter=max_iter,
+    layout = potential.layout
+    init = None
+    if init_values is not None and set(layout.names) <= set(init_values):
+        init = layout.flatten({name: torch.as_tensor(init_values[name]).to(layout.dtype)
+                               for name in layout.names}).reshape(layout.size)
+    return find_laplace(potential, init, newton_tol=newton_tol, max_iter=max_iter,
                         max_newton_steps=max_newton_steps)
 
 
-def _site_dtype(model, data, site: str) -> torch.dtype:
-    """The dtype the model samples ``site`` in (one trace; the RNG state is restored)."""
-    with torch.random.fork_rng(devices=[]):
-        return pyro.poutine.trace(model).get_trace(data).nodes[site]["value"].dtype
+def laplace_start(model, data, **options) -> tuple[LaplaceFit | None, str]:
+    """The Laplace fit that starts SVI and NUTS, or None with the reason it is not there.
+
+    :func:`model_laplace`; where the Hessian at the MAP is not positive definite (a
+    non-identifiable reward: the symmetric hidden units of an MLP) or the potential is an
+    estimate, SVI starts from the guide's own initialisation and NUTS from Pyro's
+    ``init_to_uniform``, and the reason goes into the posterior's ``attrs``.
+
+    Returns:
+        ``(fit, "")`` or ``(None, reason)``.
+    """
+    try:
+        found = model_laplace(model, data, **options)
+    except ValueError as error:
+        return None, f"no Laplace start: {error}"
+    if found is None:
+        return None, "no Laplace start: the potential is an estimate"
+    return found, ""

@@ -40,12 +40,20 @@ import pyro
 import torch
 from pyro.infer import HMC, MCMC, NUTS
 
-from bayes_irl.inference.backends.laplace import model_laplace, sufficient_statistics_potential
+from bayes_irl.inference.backends.laplace import laplace_start, sufficient_statistics_potential
 from bayes_irl.inference.backends.parallel_chains import run_chains
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
+from bayes_irl.models.potential import model_potential
 
 __all__ = ["run_mcmc", "run_nuts", "run_hmc", "sufficient_statistics_potential"]
+
+
+_NEEDS_STATISTICS = (
+    "sufficient_statistics=True needs a model that offers a sufficient-statistics potential: "
+    "a DemonstrationModel with a LinearReward (real-support prior) and an exact normaliser, "
+    "or a Bradley-Terry PreferenceModel with a LinearReward, a fixed beta and no ties; "
+    "leave sufficient_statistics=None to run on the potential traced from the model")
 
 
 def _initial_params(model, data, site: str, dim: int) -> dict:
@@ -167,10 +175,14 @@ def run_mcmc(
     """
     if kernel not in ("nuts", "hmc"):
         raise ValueError(f"kernel must be 'nuts' or 'hmc'; got {kernel!r}")
+    no_start = ""
     if init not in ("laplace", "uniform"):
         raise ValueError(f"init must be 'laplace' or 'uniform'; got {init!r}")
     if init == "laplace" and sufficient_statistics is not False:
-        laplace = model_laplace(model, data)
+        potential = model_potential(model, data)
+        if sufficient_statistics and potential.kind != "sufficient_statistics":
+            raise ValueError(_NEEDS_STATISTICS)
+        laplace, no_start = laplace_start(model, data, potential=potential)
         if laplace is not None:
             fast_nuts = kernel == "nuts"
             return _run_fast(
@@ -198,13 +210,7 @@ def run_mcmc(
     if sufficient_statistics is not False:
         potential = sufficient_statistics_potential(model, data)
         if potential is None and sufficient_statistics:
-            raise ValueError(
-                "sufficient_statistics=True needs a model that offers a sufficient-statistics "
-                "potential: a DemonstrationModel with a LinearReward (real-support prior) and "
-                "an exact normaliser (global: given_initial_state=False and full-length "
-                "demonstrations), or a Bradley-Terry PreferenceModel with a LinearReward, a "
-                "fixed beta and no ties"
-            )
+            raise ValueError(_NEEDS_STATISTICS)
     chains, diverging, step_sizes, accept, recorders = [], [], [], [], []
     start = time.perf_counter()
     key = {"seed": seed, "kernel": kernel, "num_samples": num_samples,
@@ -295,6 +301,7 @@ def run_mcmc(
             "acceptance_rate": ", ".join(f"{a:.3f}" for a in accept),
             "wall_time_s": wall,
             "potential": "model" if potential is None else "sufficient_statistics",
+            **({"laplace_start": no_start} if no_start else {}),
         },
         extra={"num_divergences": int(np.sum(diverging))},
     )
@@ -316,7 +323,6 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
     dim = laplace.loc.shape[0]
     job = {
         "potential": laplace.potential,
-        "site": laplace.site,
         "loc": laplace.loc,
         "cov": laplace.covariance,
         "kernel": kernel,
@@ -336,7 +342,7 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
     dtype = laplace.loc.dtype
     draws = run.draws.shape[1]
     return Posterior(
-        samples={laplace.site: torch.as_tensor(run.draws, dtype=dtype)},
+        samples=laplace.constrain(torch.as_tensor(run.draws, dtype=dtype)),
         method=kernel,
         model=model,
         data=data,
@@ -357,7 +363,7 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
             "acceptance_rate": ", ".join(f"{a:.3f}" for a in run.acceptance_rate),
             "wall_time_s": run.wall_time + laplace.wall_time,
             "laplace_time_s": laplace.wall_time,
-            "potential": "sufficient_statistics",
+            "potential": laplace.potential.kind,
             "init": "laplace",
             "parallel_chains": int(run.parallel),
             "sampler": run.sampler,

@@ -1,7 +1,8 @@
-"""NUTS/HMC chains on a cheap potential, started from the Laplace fit, in worker processes.
+"""NUTS/HMC chains on a model's potential, started from the Laplace fit, in worker processes.
 
-The fast default of :func:`bayes_irl.inference.backends.mcmc.run_mcmc` wherever the model
-offers a potential (:func:`bayes_irl.inference.backends.laplace.sufficient_statistics_potential`):
+The default of :func:`bayes_irl.inference.backends.mcmc.run_mcmc` for every model whose
+potential is deterministic (:func:`bayes_irl.models.model_potential`: the exact fast one,
+or the one traced from the Pyro program):
 
 * the MAP and the Laplace covariance Sigma come first
   (:func:`bayes_irl.inference.backends.laplace.model_laplace`);
@@ -18,12 +19,10 @@ offers a potential (:func:`bayes_irl.inference.backends.laplace.sufficient_stati
   then more draws per chain, estimated from the ESS per draw so far, until the smallest
   bulk ESS reaches the target and the largest r_hat is below 1.01, or the cap.
 
-NUTS on a potential with a NumPy gradient (the demonstration
-model's :class:`~bayes_irl.models.lean_potential.LeanPotential`) runs the NumPy NUTS of
-:mod:`bayes_irl.inference.backends.lean_nuts` (the same algorithm without Pyro's ~0.9 ms of
-bookkeeping per leapfrog step; ``job["sampler"] = "pyro"`` keeps Pyro's); otherwise Pyro's
-NUTS/HMC kernels evaluate the potential (``potential_fn``), with no model tracing per
-gradient either way.
+NUTS runs the NumPy NUTS of :mod:`bayes_irl.inference.backends.lean_nuts` on the
+potential's ``value_and_grad`` (the same algorithm without Pyro's ~0.9 ms of bookkeeping
+per leapfrog step; ``job["sampler"] = "pyro"`` keeps Pyro's); HMC runs Pyro's kernel on
+the potential's torch adapter (``potential_fn``) over the flat vector z.
 
 Each chain keeps its own RNG state (the NumPy sampler its own generator; a Pyro chain's
 state is swapped in around its transitions), so a chain's draws do not depend on the other
@@ -56,7 +55,6 @@ from pyro.infer import HMC, NUTS
 from bayes_irl.inference.backends.lean_nuts import LeanNUTS
 from bayes_irl.inference.checkpoint import FitInterrupted
 from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
-from bayes_irl.models.lean_potential import numpy_value_and_grad
 
 __all__ = ["ChainRun", "run_chains"]
 
@@ -95,18 +93,18 @@ class ChainRun:
     resumed_draws: int | None = None
 
 
-def _lean_gradient(job: dict):
-    """``theta -> (U, dU/dtheta)`` in NumPy where the lean NumPy sampler applies, else None.
+_SITE = "z"
+"""The one site Pyro's kernels see: the potential's flat unconstrained vector."""
 
-    It applies to NUTS with a fixed mass matrix on a potential that has a NumPy
-    ``value_and_grad`` (the model's lean evaluator), unless ``job["sampler"] == "pyro"``.
-    Inputs the evaluator declines are scored by the torch potential itself.
+
+def _lean_gradient(job: dict):
+    """``z -> (U, dU/dz)`` in NumPy where the NumPy NUTS applies, else None.
+
+    It applies to NUTS unless ``job["sampler"] == "pyro"``; HMC runs on Pyro's kernel.
     """
-    lean = getattr(job["potential"], "value_and_grad", None)
-    if (lean is None or job["kernel"] != "nuts"
-            or job.get("sampler", "auto") == "pyro" or job["loc"].dtype != torch.float64):
+    if job["kernel"] != "nuts" or job.get("sampler", "auto") == "pyro":
         return None
-    return numpy_value_and_grad(job["potential"], job["site"])
+    return job["potential"].value_and_grad
 
 
 def warm_up(sampler: LeanNUTS, steps: int, *, adapt_mass_matrix: bool) -> None:
@@ -245,11 +243,12 @@ class _Chain:
     def __init__(self, job: dict, chain: int, saved: dict | None = None) -> None:
         torch.set_num_threads(1)
         pyro.set_rng_seed(job["seed"] + chain)
-        site, loc, cov = job["site"], job["loc"], job["cov"]
+        site, loc, cov = _SITE, job["loc"], job["cov"]
         chol = torch.linalg.cholesky(cov)
         start = loc + chol @ torch.randn(loc.shape[0], dtype=loc.dtype)
+        potential = job["potential"]
         options = dict(
-            potential_fn=job["potential"],
+            potential_fn=lambda params: potential.torch(params[_SITE]),
             full_mass=True,
             adapt_mass_matrix=job["adapt_mass_matrix"],
             target_accept_prob=job["target_accept_prob"],
@@ -415,6 +414,7 @@ def _run_key(job: dict, **settings) -> dict:
     prior start afresh).
     """
     fixed = {k: v for k, v in job.items() if k not in ("potential", "loc", "cov")}
+    fixed["potential"] = job["potential"].kind
     return {**fixed, **settings, "loc": job["loc"].tolist(), "cov": job["cov"].tolist()}
 
 
@@ -431,7 +431,8 @@ def run_chains(
     """Warm up ``num_chains`` chains and draw until the target bulk ESS (or a fixed count).
 
     Args:
-        job: ``potential``, ``site``, ``loc`` (D,), ``cov`` (D, D), ``kernel``, ``seed``,
+        job: ``potential`` (a :class:`~bayes_irl.protocols.Potential`), ``loc`` (D,),
+            ``cov`` (D, D) in its unconstrained space z, ``kernel``, ``seed``,
             ``warmup_steps``, ``adapt_mass_matrix``, ``target_accept_prob``,
             ``step_size``, ``max_tree_depth``, ``trajectory_length``.
         num_chains: chains.

@@ -47,6 +47,8 @@ from bayes_irl.inference.diagnostics import (
     importance_diagnostics,
 )
 from bayes_irl.inference.posterior import Posterior, pointwise_log_likelihood
+from bayes_irl.models.potential import TorchPotential
+from bayes_irl.parameter_layout import ParameterLayout
 from bayes_irl.validation import positive_int
 
 __all__ = ["run_rationality_importance", "warn_if_gaussian_on_rationality"]
@@ -131,8 +133,9 @@ def run_rationality_importance(
 
     # the mode and Hessian of -log pi by the back-ends' L-BFGS + exact-Hessian search
     try:
-        laplace = find_laplace(lambda params: -log_target(params["wu"]), "wu",
-                               torch.zeros(dim + 1, dtype=dtype))
+        target = TorchPotential(lambda wu: -log_target(wu),
+                                ParameterLayout.real_vector("wu", dim + 1, dtype=dtype))
+        laplace = find_laplace(target, torch.zeros(dim + 1, dtype=dtype))
     except ValueError as err:  # a Hessian that is not positive definite
         raise ValueError(
             "the Hessian of -log pi(w, u) at its mode is not positive definite; the "

@@ -36,6 +36,7 @@ from bayes_irl.inference.backends.importance_svi import (
 from bayes_irl.inference.backends.laplace import (
     NEWTON_TOLERANCE,
     LaplaceFit,
+    laplace_start,
     model_laplace,
     newton_polish,
     positive_definite_cholesky,
@@ -44,7 +45,9 @@ from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
 from bayes_irl.inference.guides import GUIDES
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.inference.rng import preserve_global_state
-from bayes_irl.models.lean_potential import numpy_value_and_grad
+from bayes_irl.models.potential import TorchPotential
+from bayes_irl.parameter_layout import ParameterLayout
+from bayes_irl.protocols import Potential
 
 __all__ = [
     "SVIResult",
@@ -340,9 +343,9 @@ def run_svi(
             model, data, guide, num_steps=num_steps, learning_rate=learning_rate / 5,
             num_pairs=num_particles, num_samples=num_samples, seed=seed, window=window,
             checkpoint=checkpoint)
-    laplace = None
+    laplace, no_start = None, ""
     if init == "laplace" and not getattr(model, "subsample_size", None) and callback is None:
-        laplace = model_laplace(model, data)
+        laplace, no_start = laplace_start(model, data)
     lean = svi_backend != "pyro" and _lean_applies(laplace, guide)
     if svi_backend == "lean" and not lean:
         raise ValueError(
@@ -397,8 +400,9 @@ def run_svi(
             "learning_rates": ", ".join(f"{r:.3g}" for r in result.learning_rates),
             "num_particles": num_particles,
             "init": "prior" if laplace is None else "laplace",
+            **({"laplace_start": no_start} if no_start else {}),
             "svi_backend": "pyro",
-            "potential": "model" if laplace is None else "sufficient_statistics",
+            "potential": "model" if laplace is None else laplace.potential.kind,
             "wall_time_s": result.wall_time + (0.0 if laplace is None else laplace.wall_time),
         },
     )
@@ -406,14 +410,8 @@ def run_svi(
 
 def _lean_applies(laplace: LaplaceFit | None, guide) -> bool:
     """Whether :func:`_run_lean_svi` can fit ``guide`` from ``laplace`` (see ``run_svi``)."""
-    cls = _guide_class(guide)
-    return (
-        laplace is not None
-        and cls in (autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
-        and callable(getattr(laplace.potential, "value_and_grad", None))
-        and laplace.loc.dtype == torch.float64
-        and laplace.loc.device.type == "cpu"
-    )
+    return laplace is not None and _guide_class(guide) in (
+        autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
 
 
 def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
@@ -440,24 +438,24 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
 
     with checkpoint or contextlib.nullcontext():
         fitted = fit_gaussian_guide(
-            numpy_value_and_grad(laplace.potential, laplace.site),
+            laplace.potential.value_and_grad,
             loc=laplace.loc.numpy(), covariance=laplace.covariance.numpy(),
             mean_field=mean_field, num_steps=num_steps, seed=seed,
             learning_rate=learning_rate, num_pairs=num_pairs, window=window, state=state,
             on_step=None if checkpoint is None else on_step)
     return _lean_posterior(
-        model, data, cls, laplace.site, laplace.potential, fitted, num_samples=num_samples,
+        model, data, cls, laplace.layout, laplace.potential, fitted, num_samples=num_samples,
         attrs={
             "seed": seed,
             "num_steps": num_steps,
             "learning_rate": learning_rate,
             "num_particles": num_pairs,
-            "potential": "sufficient_statistics",
+            "potential": laplace.potential.kind,
             "wall_time_s": fitted.wall_time + laplace.wall_time,
         })
 
 
-def _lean_posterior(model, data, cls, site: str, potential: Callable, fitted,
+def _lean_posterior(model, data, cls, layout: ParameterLayout, potential: Potential, fitted,
                     *, num_samples: int, attrs: dict) -> Posterior:
     """The Posterior of a NumPy-fitted Gaussian guide (mean and Cholesky factor in ``fitted``).
 
@@ -467,7 +465,7 @@ def _lean_posterior(model, data, cls, site: str, potential: Callable, fitted,
     """
     loc = torch.from_numpy(fitted.loc)
     chol = torch.from_numpy(fitted.scale_tril)
-    result = LaplaceFit(site=site, loc=loc, covariance=chol @ chol.T, potential=potential,
+    result = LaplaceFit(layout=layout, loc=loc, covariance=chol @ chol.T, potential=potential,
                         grad_norm=math.nan, newton_decrement=math.nan,
                         num_evaluations=fitted.num_evaluations, num_newton_steps=0,
                         converged=fitted.converged, wall_time=fitted.wall_time)
@@ -481,7 +479,7 @@ def _lean_posterior(model, data, cls, site: str, potential: Callable, fitted,
     noise = torch.randn(num_samples, loc.shape[0], dtype=loc.dtype)
     return guide_posterior(
         model, data, guide_fn, losses=fitted.losses, num_samples=num_samples,
-        draws={site: loc + noise @ chol.T},
+        draws=result.constrain(loc + noise @ chol.T),
         attrs={
             "num_steps_run": len(fitted.losses),
             "converged": int(fitted.converged),
@@ -511,9 +509,12 @@ def _run_importance_svi(model, data, guide, *, num_steps: int, learning_rate: fl
         learning_rate=learning_rate, num_pairs=num_pairs,
         window=25 if window is None else window, seed=seed)
     diag = found.diagnostics
+    site = model.reward_model.site_name
+    layout = ParameterLayout.real_vector(site, found.fitted.loc.shape[0])
+    bank_potential = TorchPotential(lambda theta: found.potential({site: theta}), layout,
+                                    kind="importance_bank")
     return _lean_posterior(
-        model, data, cls, model.reward_model.site_name, found.potential, found.fitted,
-        num_samples=num_samples,
+        model, data, cls, layout, bank_potential, found.fitted, num_samples=num_samples,
         attrs={
             "seed": seed,
             "num_steps": num_steps,
@@ -541,13 +542,16 @@ def _potential_model(model, laplace: LaplaceFit) -> Callable:
     sees the same latent sites, plates and shapes), and ``pyro.factor`` adds
     ``-U(theta)``, the whole log joint, computed from the sufficient statistics.
     """
+    if laplace.potential.kind == "traced" or not laplace.layout.is_identity:
+        return model  # the potential is the model's own trace: nothing cheaper to put in
     hidden = list(model.observed_sites)
+    (site,) = laplace.layout.names
 
     def potential_model(data, *args, **kwargs):
         with poutine.trace() as tracer, poutine.mask(mask=False), poutine.block(hide=hidden):
             model(data, *args, **kwargs)
-        theta = tracer.trace.nodes[laplace.site]["value"]
-        pyro.factor("_log_joint", -laplace.potential({laplace.site: theta}))
+        theta = tracer.trace.nodes[site]["value"]
+        pyro.factor("_log_joint", -laplace.potential.torch(theta))
 
     return potential_model
 
@@ -584,14 +588,14 @@ def _laplace_initialised_guide(model, guide, laplace: LaplaceFit, data) -> Calla
         made.scale = PyroParam(scale, made.scale_constraint)
         made.scale_tril = PyroParam(chol / scale[:, None], made.scale_tril_constraint)
         return made
-    values = {laplace.site: laplace.loc.clone()}
+    values = {k: v.detach().clone() for k, v in laplace.constrain(laplace.loc).items()}
     if cls is autoguide.AutoNormal:
         # mean-field optimum for a Gaussian target: the precision's diagonal
         precision = torch.linalg.inv(laplace.covariance).diagonal()
         made = autoguide.AutoNormal(model, init_loc_fn=autoguide.init_to_value(values=values))
         made._setup_prototype(data)
-        setattr(made.scales, laplace.site,
-                PyroParam(precision.rsqrt(), made.scale_constraint, event_dim=0))
+        for site, scales in laplace.layout.unconstrained(precision.rsqrt()).items():
+            setattr(made.scales, site, PyroParam(scales, made.scale_constraint, event_dim=0))
         return made
     if _starts_at_laplace(guide):  # other autoguides taking init_loc_fn (flows do not)
         return cls(model, init_loc_fn=autoguide.init_to_value(values=values))
@@ -601,8 +605,8 @@ def _laplace_initialised_guide(model, guide, laplace: LaplaceFit, data) -> Calla
 def gaussian_guide(model, data, laplace: LaplaceFit) -> autoguide.AutoMultivariateNormal:
     """``AutoMultivariateNormal`` fixed at N(MAP, Sigma) of a :class:`LaplaceFit`.
 
-    The model's one latent site has real support (that is when a potential exists), so
-    the guide's unconstrained space is the site itself.
+    The guide's unconstrained space is the potential's z: the model's latent sites in
+    sampling order, each through ``biject_to`` of its support.
     """
     guide = autoguide.AutoMultivariateNormal(model)
     guide._setup_prototype(data)
@@ -737,13 +741,13 @@ def run_laplace(
             model,
             data,
             gaussian_guide(model, data, laplace),
-            losses=np.asarray([float(laplace.potential({laplace.site: laplace.loc}))]),
+            losses=np.asarray([laplace.potential.value_and_grad(laplace.loc.numpy())[0]]),
             num_samples=num_samples,
-            draws={laplace.site: laplace.loc + noise @ chol.T},
+            draws=laplace.constrain(laplace.loc + noise @ chol.T),
             attrs={
                 "seed": seed,
                 "optimizer": "lbfgs",
-                "potential": "sufficient_statistics",
+                "potential": laplace.potential.kind,
                 "num_evaluations": laplace.num_evaluations,
                 "num_newton_steps": laplace.num_newton_steps,
                 "grad_norm": laplace.grad_norm,
