@@ -168,7 +168,8 @@ def test_simulate_and_sufficient_statistics(world):
     contexts = DemonstrationModel(
         world.reward_model, ExactNormalizer(world.mdp), given_initial_state=True
     )
-    assert contexts.sufficient_statistics_potential(data) is None
+    # given initial states have the fast potential too (value weights on V_0)
+    assert contexts.sufficient_statistics_potential(data) is not None
     starts = torch.zeros(6, dtype=torch.int64)
     reps = contexts.simulate(theta, 6, initial_states=starts)
     assert (reps[..., 0, 0] == 0).all()

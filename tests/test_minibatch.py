@@ -12,6 +12,7 @@ sd off in the mean and 16% low in the sd (Gaussian guide, mild skew), and m = 50
 likelihood by n/m would be off by several sds and a factor 2 in the sd.
 """
 
+import pyro.distributions as dist
 import torch
 
 from bayes_irl import GridWorld
@@ -77,24 +78,30 @@ def test_sufficient_statistics_potential_matches_model():
     world = GridWorld.create(size=3, horizon=4, seed=0)
     model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
     data = model.prepare_data(world.sample_demonstrations(60, seed=2))
-    potential, site, dim = sufficient_statistics_potential(model, data)
-    assert site == "weights" and dim == 4
-    gen = torch.Generator().manual_seed(0)
-    thetas = [torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
-              for _ in range(2)]
-    u = [potential({site: t}) for t in thetas]
-    lj = [_log_joint(model, data, t) for t in thetas]
-    assert abs((u[0] - u[1]).item() + (lj[0] - lj[1]).item()) < 1e-9
-    (g_u,) = torch.autograd.grad(u[0], thetas[0])
-    (g_lj,) = torch.autograd.grad(lj[0], thetas[0])
-    torch.testing.assert_close(g_u, -g_lj, atol=1e-9, rtol=0)
-
     contexts = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp),
                                   given_initial_state=True)
-    assert sufficient_statistics_potential(contexts, data) is None
     truncated = data.clone()
     truncated[0, -2, 1] = -1
     truncated[0, -1, 0] = -1
-    assert sufficient_statistics_potential(model, truncated) is None
+    gen = torch.Generator().manual_seed(0)
+    # full-length, conditioned on s_0, and an early-ending demonstration: the fast
+    # potential equals the traced negative log joint up to a theta-free constant
+    for case_model, case_data in ((model, data), (contexts, data), (model, truncated)):
+        potential, site, dim = sufficient_statistics_potential(case_model, case_data)
+        assert site == "weights" and dim == 4
+        thetas = [torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
+                  for _ in range(2)]
+        u = [potential({site: t}) for t in thetas]
+        lj = [_log_joint(case_model, case_data, t) for t in thetas]
+        assert abs((u[0] - u[1]).item() + (lj[0] - lj[1]).item()) < 1e-9
+        (g_u,) = torch.autograd.grad(u[0], thetas[0])
+        (g_lj,) = torch.autograd.grad(lj[0], thetas[0])
+        torch.testing.assert_close(g_u, -g_lj, atol=1e-9, rtol=0)
+    # a latent rationality multiplies theta: no linear statistics
+    rational = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp),
+                                  rationality_prior=dist.Gamma(
+                                      torch.tensor(2.0, dtype=torch.float64),
+                                      torch.tensor(2.0, dtype=torch.float64)))
+    assert sufficient_statistics_potential(rational, data) is None
     with pytest.raises(ValueError, match="sufficient_statistics=True needs"):
-        run_mcmc(contexts, data, sufficient_statistics=True, num_samples=1, warmup_steps=0)
+        run_mcmc(rational, data, sufficient_statistics=True, num_samples=1, warmup_steps=0)

@@ -6,6 +6,7 @@ when an implementation loses or renames a method that back-ends and models rely 
 
 from __future__ import annotations
 
+import pyro.distributions as dist
 import pytest
 import torch
 
@@ -96,8 +97,10 @@ def test_models(world):
     # the capability is offered where it applies and declined (None) elsewhere
     data = demos.prepare_data(world.sample_demonstrations(5, seed=0))
     assert demos.sufficient_statistics_potential(data) is not None
-    contexts = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp),
-                                  given_initial_state=True)
-    assert contexts.sufficient_statistics_potential(data) is None
+    rational = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp),
+                                  rationality_prior=dist.Gamma(
+                                      torch.tensor(2.0, dtype=torch.float64),
+                                      torch.tensor(2.0, dtype=torch.float64)))
+    assert rational.sufficient_statistics_potential(data) is None
     value = demos.sufficient_statistics_potential(data)({"weights": world.true_weights})
     assert value.shape == () and torch.isfinite(value)
