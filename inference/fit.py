@@ -125,7 +125,7 @@ def fit(
     model,
     data,
     *,
-    method: str = "svi",
+    method: str = "nuts",
     validate: bool = True,
     check: bool = True,
     strict: bool = False,
@@ -137,7 +137,7 @@ def fit(
         model: a bayes_irl model (e.g. :class:`bayes_irl.models.DemonstrationModel`).
         data: raw data (e.g. a :class:`bayes_irl.TrajectoryBatch`); validated once by
             ``model.prepare_data``.
-        method: a key of :data:`BACKENDS`.
+        method: a key of :data:`BACKENDS`; default ``"nuts"``, as ``bayes-irl fit``.
         validate: turn on Pyro's distribution argument validation during the fit.
         check: run the convergence guards of :mod:`bayes_irl.inference.convergence`
             after the fit (r_hat, bulk/tail ESS, divergences, tree depth, E-BFMI, SVI loss
@@ -163,10 +163,9 @@ def fit(
         >>> from bayes_irl.inference import ExactNormalizer, fit
         >>> world = GridWorld.create(size=3, horizon=4, seed=0)
         >>> model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))
-        >>> post = fit(model, world.sample_demonstrations(50), method="svi",
-        ...            num_steps=50, num_samples=10, progress_bar=False)
+        >>> post = fit(model, world.sample_demonstrations(50), progress_bar=False)
         >>> post.method
-        'svi'
+        'nuts'
     """
     if method not in BACKENDS:
         raise ValueError(f"method must be one of {sorted(BACKENDS)}; got {method!r}")

@@ -193,7 +193,7 @@ def test_rollout_single_env_matches_shapes(mdp):
 @pytest.fixture(scope="module")
 def lq_fits(mdp):
     demos = sample_demonstrations(mdp, THETA, 150, generator=torch.Generator().manual_seed(0))
-    options = dict(num_steps=1500, num_samples=2000, progress_bar=False, seed=0)
+    options = dict(method="svi", num_steps=1500, num_samples=2000, progress_bar=False, seed=0)
     exact = fit(DemonstrationModel(QuadraticReward(2, 1), ExactNormalizer(mdp)), demos, **options)
     # early SVI steps (far from the posterior, before the guide is trained) see k-hat > 0.7;
     # the check is on the fit and on k-hat at the posterior mean (asserted below)

@@ -56,7 +56,7 @@ def test_neural_reward_fit_end_to_end():
     trainer = GuidePolicyTrainer(normalizer, learning_rate=0.05, every=10, num_steps=1,
                                  num_samples=512, theta="sample", num_theta=4,
                                  model=model, data=(states, actions), seed=2)
-    posterior = fit(model, (states, actions), num_steps=1000, num_samples=500,
+    posterior = fit(model, (states, actions), method="svi", num_steps=1000, num_samples=500,
                     learning_rate=0.02, progress_bar=False, seed=0, callback=trainer)
     idata = posterior.to_inference_data()
     assert idata.log_likelihood["demonstrations"].shape == (1, 500, 150)
