@@ -1,13 +1,16 @@
 r"""Convergence guards run after every fit: no posterior comes back wrong without a word.
 
 :func:`check_convergence` reads what the back-ends record (draws, ``sample_stats``, the
-SVI loss history, importance log-weights, the normaliser's diagnostics) and applies the
+SVI loss history, importance log-weights, the normaliser's diagnostics, the MAP's Newton
+decrement, the optimised objective) and chooses the checks from that record, never from
+the method's name, so a back-end registered under any name is judged by what it ran. It
+applies the
 Stan / ArviZ criteria (Vehtari et al. 2021, "Rank-normalization, folding, and
 localization"; Betancourt 2017, "A conceptual introduction to HMC"; Vehtari et al. 2024,
 "Pareto smoothed importance sampling"):
 
 ==================  =================================================  ==================
-check               fails when                                         back-ends
+check               fails when                                         applies when (typ.)
 ==================  =================================================  ==================
 ``r_hat``           rank-normalised split r_hat > 1.01 (any coord.)    MCMC, >= 2 chains
 ``ess_bulk``        bulk ESS < 100 per chain                           MCMC
@@ -200,7 +203,9 @@ def check_convergence(posterior) -> ConvergenceReport:
     """
     report = ConvergenceReport(method=posterior.method)
     checks = report.checks
-    if posterior.method in ("nuts", "hmc") or posterior.num_chains > 1:
+    # which checks apply is read from what the fit recorded, never from the method name:
+    # several chains or a sampler's per-draw statistics make the draws Markov chains
+    if posterior.num_chains > 1 or "diverging" in posterior.sample_stats:
         checks.extend(_mcmc_checks(posterior))
     losses = posterior.extra.get("losses")
     if losses is not None and posterior.attrs.get("optimizer") != "lbfgs":
@@ -225,7 +230,7 @@ def check_convergence(posterior) -> ConvergenceReport:
 def _map_check(posterior) -> ConvergenceCheck | None:
     """The Newton decrement a Laplace fit by L-BFGS recorded at its MAP."""
     decrement = posterior.attrs.get("newton_decrement")
-    if posterior.method != "laplace" or decrement is None:
+    if decrement is None:
         return None
     decrement = float(decrement)
     limit = THRESHOLDS["map_newton_decrement"]
@@ -272,7 +277,7 @@ def _mcmc_checks(posterior) -> list[ConvergenceCheck]:
             "divergences", num, THRESHOLDS["divergences"], num == 0,
             f"{num} divergent transitions (the sampler misses part of the posterior: raise "
             "target_accept_prob or reparameterise)"))
-    if "tree_depth" in stats and posterior.method == "nuts" and "max_tree_depth" in posterior.attrs:
+    if "tree_depth" in stats and "max_tree_depth" in posterior.attrs:  # NUTS records its cap
         cap = int(posterior.attrs["max_tree_depth"])
         frac = float(np.mean(np.asarray(stats["tree_depth"]) >= cap))
         out.append(ConvergenceCheck(
@@ -392,7 +397,8 @@ def _normalizer_check(posterior) -> ConvergenceCheck | None:
 
 def _elbo_stationarity_check(posterior) -> ConvergenceCheck | None:
     """The standardised ELBO mean score of a Gaussian SVI guide (see the module docstring)."""
-    if posterior.method != "svi" or posterior.attrs.get("guide") not in _GAUSSIAN_GUIDES:
+    if (posterior.attrs.get("objective") != "elbo"
+            or posterior.attrs.get("guide") not in _GAUSSIAN_GUIDES):
         return None
     if posterior.model is None or posterior.data is None:
         return None  # e.g. reloaded without model and data

@@ -63,6 +63,26 @@ def test_mcmc_guards_on_synthetic_chains():
     assert _failed(report) == {"divergences", "tree_depth", "e_bfmi"}, report.verdict()
 
 
+def test_checks_follow_the_record_not_the_method_name():
+    """A back-end registered under any name gets the checks its record calls for."""
+    rng = np.random.default_rng(2)
+    draws = rng.normal(size=(2, 1000, 3))
+    stats = {"diverging": np.zeros((2, 1000), bool), "tree_depth": np.full((2, 1000), 6),
+             "energy": rng.normal(size=(2, 1000))}
+    stats["diverging"][1, 3] = True
+    report = check_convergence(_posterior(draws, method="my_sampler", stats=stats,
+                                          attrs={"max_tree_depth": 6}))
+    assert {"divergences", "tree_depth"} <= _failed(report), report.verdict()
+    assert {"r_hat", "ess_bulk", "ess_tail", "e_bfmi"} <= {c.name for c in report.checks}
+    # the same draws labelled "nuts" but with no per-draw record and one chain: no MCMC check
+    single = check_convergence(_posterior(draws[:1], method="nuts"))
+    assert not {"r_hat", "divergences"} & {c.name for c in single.checks}
+    # a MAP record (the Newton decrement) is judged whatever the method is called
+    far = check_convergence(_posterior(draws[:1], method="custom_map",
+                                       attrs={"newton_decrement": 0.2}))
+    assert _failed(far) == {"map_newton_decrement"}
+
+
 def test_svi_loss_guard():
     rng = np.random.default_rng(1)
     flat = 100 + rng.normal(size=2000)  # converged: noise around a constant

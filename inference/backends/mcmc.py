@@ -386,4 +386,7 @@ def run_nuts(model, data, **options) -> Posterior:
 
 def run_hmc(model, data, **options) -> Posterior:
     """Fixed-trajectory-length HMC: :func:`run_mcmc` with ``kernel="hmc"``."""
-    return run_mcmc(model, data, kernel="hmc", **options)
+    posterior = run_mcmc(model, data, kernel="hmc", **options)
+    # fixed-length trajectories have no tree-depth cap: nothing for the tree-depth check
+    posterior.attrs.pop("max_tree_depth", None)
+    return posterior

@@ -649,6 +649,7 @@ def guide_posterior(
         model=model,
         data=data,
         attrs={
+            "objective": "elbo",  # what was optimised: the convergence checks read it
             **attrs,
             "guide": type(guide_fn).__name__,
             "final_loss": float(losses[-10:].mean()),
@@ -721,6 +722,7 @@ def run_laplace(
         options.setdefault("guide", "laplace" if init_values is None else _Laplace)
         posterior = run_svi(model, data, **options)
         posterior.method = "laplace"
+        posterior.attrs["objective"] = "laplace"
         return posterior
     seed = options.pop("seed", 0)
     num_samples = options.pop("num_samples", 1000)
@@ -757,6 +759,7 @@ def run_laplace(
             },
         )
         posterior.method = "laplace"
+        posterior.attrs["objective"] = "laplace"
         return posterior
     guide = _Laplace(model)
     loss_fn = Trace_ELBO().differentiable_loss
@@ -791,6 +794,7 @@ def run_laplace(
                "converged": int(decrement <= NEWTON_TOLERANCE)},
     )
     posterior.method = "laplace"
+    posterior.attrs["objective"] = "laplace"
     return posterior
 
 
