@@ -25,16 +25,10 @@ on {0, ..., L} (Talts et al., Theorem 1), and the fractional rank
 is exactly Uniform(0, 1). The central c-interval of the draws contains f(theta*) iff
 |u - 1/2| <= c / 2, so its coverage is the mean of that indicator over simulations.
 
-Uniformity test: the ECDF F_N of the N values u_s at K evaluation points z_i. Under
-uniformity N F_N(z_i) ~ Binomial(N, z_i); the statistic
-
-    gamma = min_i 2 min(Bin(N F_N(z_i); N, z_i), 1 - Bin(N F_N(z_i) - 1; N, z_i))
-
-(Säilynoja et al. 2022, eq. 6) is small where the ECDF leaves its pointwise band anywhere;
-its p-value comes from ``num_null`` seeded simulations of gamma under uniformity, and
-"inside the 95% simultaneous band" is p > 0.05 (the band ArviZ draws with
-``az.plot_ecdf(..., confidence_bands=True)``). A run is flagged miscalibrated when any
-quantity's p-value is below ``alpha / Q`` (Bonferroni over the Q quantities).
+Uniformity test: Säilynoja et al.'s simultaneous ECDF test of the fractional ranks
+(:mod:`bayes_irl.inference.calibration_statistics`, with the rank and coverage
+statistics). A run is flagged miscalibrated when any quantity's p-value is below
+``alpha / Q`` (Bonferroni over the Q quantities).
 
 Results are an :class:`arviz.InferenceData` with the groups ``sbc`` (rank, pit, truth per
 simulation and quantity; seconds per simulation) and ``sbc_summary`` (coverage of the
@@ -43,9 +37,9 @@ per quantity). Simulations run in worker processes (one torch thread each), seed
 simulation, each saved to its own file as it finishes, so an interrupted run resumes.
 """
 
+
 from __future__ import annotations
 
-import functools
 import json
 import multiprocessing
 import os
@@ -61,14 +55,24 @@ import numpy as np
 import pyro
 import torch
 import xarray as xr
-from pyro import poutine
-from scipy import stats
 from tqdm.auto import tqdm
 
+from bayes_irl.inference.calibration_simulators import (
+    DemonstrationSimulator,
+    Latents,
+    LogNormalRationality,
+    PreferenceSimulator,
+    draw_prior,
+)
+from bayes_irl.inference.calibration_statistics import (
+    COVERAGE_LEVELS,
+    coverage,
+    expected_coverage_band,
+    fractional_ranks,
+    uniformity_test,
+)
 from bayes_irl.inference.fit import fit
 from bayes_irl.inference.posterior import Posterior, pointwise_log_likelihood
-from bayes_irl.mdp import TabularMDP
-from bayes_irl.soft_bellman import sample_maxent_trajectories
 from bayes_irl.validation import positive_int
 
 __all__ = [
@@ -88,134 +92,12 @@ __all__ = [
     "uniformity_test",
 ]
 
-COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
-"""Central-interval levels whose coverage is reported."""
-
-Latents = dict[str, torch.Tensor]
 FitFunction = Callable[[Any, Any, int], Posterior]
 """``fit_fn(model, raw_data, seed) -> Posterior``: a custom fit (instead of ``method``)."""
 TestQuantities = Callable[[Any, Any, Latents], dict[str, Callable[[Latents], np.ndarray]]]
 """``test_quantities(model, prepared_data, held_out_draws) -> {name: f}`` with
 ``f(latents (N, ...)) -> (N,)``; a quantity may depend on the data and on posterior draws
 that are not among the ranked ones."""
-
-
-# ---------------------------------------------------------------------------- simulators
-def draw_prior(model: Any, seed: int) -> Latents:
-    """Draw every latent site of ``model`` from its prior (seeded; global RNG untouched).
-
-    Uses ``model.sample_latents()`` where the model has it (e.g. a demonstration model
-    with a rationality latent), else the reward model's prior.
-
-    Returns:
-        site -> value of the site's shape (theta: (D,)).
-    """
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(int(seed))
-        with poutine.block():
-            sampler = getattr(model, "sample_latents", None)
-            if sampler is not None:
-                return {k: v.detach() for k, v in sampler().items()}
-            reward = model.reward_model
-            return {reward.site_name: reward().detach()}
-
-
-@dataclass(frozen=True)
-class LogNormalRationality:
-    """A demonstrator's beta drawn per simulation: ``log beta ~ Normal(loc, scale)``."""
-
-    loc: float = 0.0
-    scale: float = 0.5
-
-    def draw(self, generator: torch.Generator) -> torch.Tensor:
-        """One beta, shape (1,), from ``generator``."""
-        z = torch.randn(1, generator=generator, dtype=torch.float64)
-        return torch.exp(self.loc + self.scale * z)
-
-
-@dataclass
-class DemonstrationSimulator:
-    """Simulate demonstrations given latents: the model's own exact sampler by default.
-
-    The defaults make the data come from the fitted model itself (correct
-    specification). The options simulate a *different* demonstrator (misspecification):
-
-    Args:
-        num_demonstrations: n.
-        rationality: the demonstrator's beta (the data follow ``MaxEnt(beta R_theta)``): a
-            float, or a :class:`LogNormalRationality` (a new beta per simulation, e.g. an
-            unknown beta fitted by a model that fixes beta = 1); None: the model's own (its
-            latent beta, or 1).
-        kind: ``"global"`` or ``"causal"`` demonstrator (tabular MDPs); None: the model's
-            own (its normaliser's kind, via ``model.simulate``).
-        reward_offset: a step-reward table (S, A) added to ``beta R_theta`` (a reward
-            outside the model's feature span); tabular MDPs only.
-
-    Raises:
-        ValueError: for a non-positive n or rationality.
-    """
-
-    num_demonstrations: int
-    rationality: float | LogNormalRationality | None = None
-    kind: str | None = None
-    reward_offset: torch.Tensor | None = None
-
-    def __post_init__(self) -> None:
-        self.num_demonstrations = positive_int(self.num_demonstrations, "num_demonstrations")
-        if isinstance(self.rationality, (int, float)) and not float(self.rationality) > 0:
-            raise ValueError(f"rationality must be > 0; got {self.rationality!r}")
-
-    def __call__(self, model: Any, latents: Latents, generator: torch.Generator) -> Any:
-        """Return raw demonstrations ``(n, *event_shape)`` for ``model.prepare_data``."""
-        theta = latents[model.reward_model.site_name]
-        beta = latents.get(getattr(model, "rationality_site", "rationality"))
-        if isinstance(self.rationality, LogNormalRationality):
-            beta = self.rationality.draw(generator).to(theta.dtype)
-        elif self.rationality is not None:
-            beta = torch.full((1,), float(self.rationality), dtype=theta.dtype)
-        plain = self.kind is None and self.reward_offset is None
-        if plain:
-            return model.simulate(theta, self.num_demonstrations, generator=generator,
-                                  rationality=beta)
-        mdp = getattr(model, "mdp", None)
-        if not isinstance(mdp, TabularMDP):
-            raise ValueError("kind= and reward_offset= need a model on a TabularMDP")
-        rewards = model.reward_model.step_rewards(theta).detach()
-        if beta is not None:
-            rewards = rewards * beta.to(rewards.dtype)
-        if self.reward_offset is not None:
-            rewards = rewards + torch.as_tensor(self.reward_offset, dtype=rewards.dtype)
-        kind = self.kind or getattr(model.normalizer, "kind", "global")
-        return sample_maxent_trajectories(
-            mdp, rewards, self.num_demonstrations, kind=kind, generator=generator
-        )
-
-
-@dataclass
-class PreferenceSimulator:
-    """Simulate pairwise comparisons with the model's own choice model (Bradley-Terry).
-
-    Args:
-        num_comparisons: n.
-        items: for a model built on an MDP, the candidate trajectories (m, T + 1, 2);
-            ignored for an item-pool model.
-    """
-
-    num_comparisons: int
-    items: Any = None
-
-    def __post_init__(self) -> None:
-        self.num_comparisons = positive_int(self.num_comparisons, "num_comparisons")
-
-    def __call__(self, model: Any, latents: Latents, generator: torch.Generator) -> Any:
-        """Return :class:`~bayes_irl.models.PairwiseComparisons` drawn at the latents."""
-        from bayes_irl.models.preferences import simulate_comparisons
-
-        theta = latents[model.reward_model.site_name]
-        seed = int(torch.randint(2**31 - 1, (), generator=generator))
-        return simulate_comparisons(
-            model, theta, self.num_comparisons, seed=seed, items=self.items
-        )
 
 
 @dataclass(frozen=True)
@@ -335,111 +217,6 @@ def default_test_quantities(
 
         out["value_of_mean_policy"] = value
     return out
-
-
-# ---------------------------------------------------------------------------- statistics
-def fractional_ranks(
-    truth: np.ndarray, draws: np.ndarray, generator: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
-    """Ranks of the truth among draws (ties at random) and their fractional ranks.
-
-    Args:
-        truth: shape (Q,).
-        draws: shape (L, Q).
-        generator: numpy generator for the tie-breaks and the fractional part.
-
-    Returns:
-        ``(rank, pit)``: int ranks in {0, ..., L} and ``(rank + U) / (L + 1)`` in (0, 1),
-        both of shape (Q,).
-
-    Raises:
-        ValueError: for mismatched shapes or NaN.
-    """
-    truth, draws = np.asarray(truth, dtype=float), np.asarray(draws, dtype=float)
-    if draws.ndim != 2 or truth.shape != draws.shape[1:]:
-        raise ValueError(
-            f"draws must have shape (L, Q) and truth (Q,); got {draws.shape} and {truth.shape}"
-        )
-    if np.isnan(truth).any() or np.isnan(draws).any():
-        raise ValueError("truth or draws contain NaN: the fit or a test quantity failed")
-    below = (draws < truth).sum(0)
-    ties = (draws == truth).sum(0)
-    rank = below + np.floor(generator.random(truth.shape) * (ties + 1)).astype(int)
-    pit = (rank + generator.random(truth.shape)) / (draws.shape[0] + 1)
-    return rank, pit
-
-
-def coverage(pit: np.ndarray, levels=COVERAGE_LEVELS) -> tuple[np.ndarray, np.ndarray]:
-    """Coverage of central intervals from fractional ranks.
-
-    Args:
-        pit: shape (N, Q), values in (0, 1).
-        levels: central-interval levels in (0, 1).
-
-    Returns:
-        ``(coverage, std_error)``, both (Q, len(levels)): the fraction of simulations with
-        ``|u - 1/2| <= c / 2`` and its binomial standard error ``sqrt(c (1 - c) / N)``.
-    """
-    pit = np.asarray(pit, dtype=float)
-    levels = np.asarray(levels, dtype=float)
-    inside = np.abs(pit[:, :, None] - 0.5) <= levels / 2  # (N, Q, C)
-    n = pit.shape[0]
-    se = np.sqrt(levels * (1 - levels) / n) * np.ones((pit.shape[1], 1))
-    return inside.mean(0), se
-
-
-def _eval_points(num: int) -> np.ndarray:
-    k = min(num, 100)
-    return np.arange(1, k) / k
-
-
-def _gamma(pit: np.ndarray, z: np.ndarray) -> np.ndarray:
-    """Säilynoja's gamma of each row of ``pit`` (M, N) at evaluation points z (K,)."""
-    n = pit.shape[-1]
-    counts = (np.sort(pit, -1)[..., None] <= z).sum(-2)  # (M, K)
-    lower = stats.binom.cdf(counts, n, z)
-    upper = stats.binom.sf(counts - 1, n, z)
-    return np.minimum(1.0, 2 * np.minimum(lower, upper)).min(-1)
-
-
-@functools.lru_cache(maxsize=16)
-def _null_gammas(n: int, num_null: int, seed: int) -> np.ndarray:
-    z = _eval_points(n)
-    rng = np.random.default_rng(seed)
-    out = [_gamma(rng.random((min(500, num_null - i), n)), z) for i in range(0, num_null, 500)]
-    return np.sort(np.concatenate(out))
-
-
-def uniformity_test(
-    pit: np.ndarray, *, num_null: int = 2000, seed: int = 0
-) -> tuple[np.ndarray, np.ndarray]:
-    """Säilynoja et al.'s simultaneous ECDF test of Uniform(0, 1) for each column.
-
-    Args:
-        pit: fractional ranks, shape (N,) or (N, Q).
-        num_null: simulations of the statistic under uniformity (the p-value's resolution
-            is 1 / (num_null + 1)).
-        seed: seeds the null simulations.
-
-    Returns:
-        ``(gamma, p_value)``, shape (Q,) (or scalars for 1-D input). p > 0.05 means the
-        ECDF stays inside the 95% simultaneous band.
-
-    Raises:
-        ValueError: for values outside [0, 1] or fewer than 2 simulations.
-    """
-    pit = np.asarray(pit, dtype=float)
-    one = pit.ndim == 1
-    pit2 = pit[:, None] if one else pit
-    if pit2.shape[0] < 2 or np.isnan(pit2).any() or (pit2 < 0).any() or (pit2 > 1).any():
-        raise ValueError(
-            f"pit must hold >= 2 values in [0, 1] per column; got shape {pit.shape}"
-        )
-    n = pit2.shape[0]
-    gamma = _gamma(pit2.T, _eval_points(n))  # (Q,)
-    null = _null_gammas(n, positive_int(num_null, "num_null"), int(seed))
-    p = (1 + np.searchsorted(null, gamma, side="right")) / (len(null) + 1)
-    return (gamma[0], p[0]) if one else (gamma, p)
 
 
 # ---------------------------------------------------------------------------- one simulation
@@ -794,10 +571,3 @@ def run_calibration(
         num_rank_draws=int(num_rank_draws),
         attrs={**config, "num_simulations": num, "num_workers": workers},
     )
-
-
-def expected_coverage_band(num_simulations: int, level: float, prob: float = 0.95):
-    """Central ``prob`` binomial range of the coverage of a calibrated ``level`` interval."""
-    lo, hi = stats.binom.interval(prob, num_simulations, level)
-    return lo / num_simulations, hi / num_simulations
-
