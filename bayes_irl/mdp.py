@@ -34,6 +34,7 @@ import numpy as np
 import torch
 from torch.distributions import constraints
 
+from bayes_irl.toy_text_tables import read_toy_text_model
 from bayes_irl.trajectories import TrajectoryBatch, TrajectoryConstraint
 from bayes_irl.validation import (
     as_int_tensor,
@@ -384,112 +385,10 @@ class TabularMDP:
             >>> mdp.num_states, mdp.num_actions, mdp.layout
             (16, 4, (4, 4))
         """
-        unwrapped = getattr(env, "unwrapped", env)
-        table = getattr(unwrapped, "P", None)
-        if not isinstance(table, dict):
-            raise ValueError(
-                "env must expose a tabular model env.unwrapped.P[s][a] = [(prob, next_state, "
-                f"reward, terminated), ...] (as FrozenLake, CliffWalking, Taxi do); "
-                f"{type(unwrapped).__name__} has none"
-            )
-        try:
-            num_states = int(unwrapped.observation_space.n)
-            num_actions = int(unwrapped.action_space.n)
-        except AttributeError as err:
-            raise ValueError(
-                "env must have Discrete observation and action spaces (with .n)"
-            ) from err
-        p = np.zeros((num_states, num_actions, num_states))
-        reward = np.zeros((num_states, num_actions))
-        done_flags = np.zeros((num_states, num_actions, num_states), dtype=np.int8)
-        for s in range(num_states):
-            for a in range(num_actions):
-                try:
-                    outcomes = table[s][a]
-                except (KeyError, IndexError, TypeError) as err:
-                    raise ValueError(f"env.unwrapped.P lacks the entry P[{s}][{a}]") from err
-                for prob, s_next, r, done in outcomes:
-                    p[s, a, int(s_next)] += prob
-                    reward[s, a] += prob * r
-                    if prob > 0:
-                        # bit 1: entered with terminated=True, bit 2: with terminated=False
-                        done_flags[s, a, int(s_next)] |= 1 if done else 2
-        initial = getattr(unwrapped, "initial_state_distrib", None)
-        if initial is None:
-            initial = np.full(num_states, 1.0 / num_states)
-        initial = np.asarray(initial, dtype=np.float64)
-        terminal_mask = (done_flags & 1).any((0, 1))
-        # Rows of terminal states are replaced, so only moves out of the other states that
-        # an episode can reach must agree on the termination of the state they enter
-        # (Taxi's table also holds unreachable states, e.g. a passenger already delivered).
-        moves = (p > 0).any(1) & ~terminal_mask[:, None]  # (S, S')
-        reachable = initial > 0
-        while True:
-            grown = reachable | moves[reachable].any(0)
-            if (grown == reachable).all():
-                break
-            reachable = grown
-        continuing = (done_flags[reachable & ~terminal_mask] & 2).any((0, 1))
-        both = terminal_mask & continuing
-        if both.any():
-            raise ValueError(
-                f"state {int(both.nonzero()[0][0])} is entered both with terminated=True and "
-                "with terminated=False; termination must be a property of the next state to "
-                "be made absorbing"
-            )
-        terminal = terminal_mask.nonzero()[0]
-        p[terminal] = 0.0
-        p[terminal, :, terminal] = 1.0
-        reward[terminal] = 0.0
-
-        layout = None
-        if hasattr(unwrapped, "nrow") and hasattr(unwrapped, "ncol"):
-            layout = (int(unwrapped.nrow), int(unwrapped.ncol))
-        elif isinstance(getattr(unwrapped, "shape", None), tuple) and len(unwrapped.shape) == 2:
-            layout = tuple(int(v) for v in unwrapped.shape)
-        if layout is not None and layout[0] * layout[1] != num_states:
-            layout = None
-
-        if isinstance(features, str):
-            if features == "onehot":
-                feats = np.eye(num_states)
-                names = feature_names or [f"s{s}" for s in range(num_states)]
-            elif features == "coordinates":
-                if layout is None:
-                    raise ValueError(
-                        "features='coordinates' needs a grid environment (unwrapped.nrow/"
-                        "ncol or unwrapped.shape with rows * cols = S); pass 'onehot' or "
-                        "an array of shape (S, K) instead"
-                    )
-                rows, cols = np.divmod(np.arange(num_states), layout[1])
-                feats = np.stack([rows / max(layout[0] - 1, 1), cols / max(layout[1] - 1, 1)], -1)
-                names = feature_names or ["row", "col"]
-            else:
-                raise ValueError(
-                    "features must be 'onehot', 'coordinates' or an array of shape (S, K) or "
-                    f"(S, A, K); got {features!r}"
-                )
-        else:
-            feats, names = features, feature_names
-
-        if horizon is None:
-            spec = getattr(env, "spec", None)
-            horizon = getattr(spec, "max_episode_steps", None)
-            if horizon is None:
-                raise ValueError(
-                    "horizon is required: the environment has no spec.max_episode_steps"
-                )
-        return cls.from_dense(
-            transitions=p,
-            initial=initial,
-            features=feats,
-            horizon=horizon,
-            feature_names=names,
-            layout=layout,
-            reference_reward=reward,
-            dtype=dtype,
-            device=device,
+        model = read_toy_text_model(
+            env, features=features, horizon=horizon, feature_names=feature_names
         )
+        return cls.from_dense(**model._asdict(), dtype=dtype, device=device)
 
     # ------------------------------------------------------------------ properties
     @property
