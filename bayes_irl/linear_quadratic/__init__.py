@@ -44,9 +44,10 @@ exists iff :math:`\Lambda(\theta)` is positive definite; the control part :math:
 positive because the actions have no prior (at ``t = T-1`` nothing but :math:`R` bounds
 :math:`u_{T-1}`).
 
-Two modules: :mod:`~bayes_irl.linear_quadratic.environment` (:class:`LinearQuadraticMDP`,
-a :class:`~bayes_irl.protocols.TrajectorySpace` whose base measure is the known dynamics,
-exact sampling, :func:`log_partition`) and :mod:`~bayes_irl.linear_quadratic.gaussian`
+Three modules: :mod:`~bayes_irl.linear_quadratic.environment` (:class:`LinearQuadraticMDP`,
+a :class:`~bayes_irl.protocols.TrajectorySpace` whose base measure is the known dynamics),
+:mod:`~bayes_irl.linear_quadratic.maxent_distribution` (:func:`log_partition` and exact
+sampling, :func:`sample_demonstrations`) and :mod:`~bayes_irl.linear_quadratic.gaussian`
 (the pure Gaussian algebra: quadratic form, :class:`TrajectoryGaussian`, the dense and the
 recursive :math:`\log Z`). The normaliser interface is
 ``bayes_irl.inference.ExactNormalizer(mdp)``.
@@ -63,13 +64,13 @@ Examples:
     torch.Size([])
 """
 
-from bayes_irl.linear_quadratic.environment import (
+from bayes_irl.linear_quadratic.environment import LinearQuadraticMDP
+from bayes_irl.linear_quadratic.gaussian import QuadraticForm, TrajectoryGaussian
+from bayes_irl.linear_quadratic.maxent_distribution import (
     LQ_METHODS,
-    LinearQuadraticMDP,
     log_partition,
     sample_demonstrations,
 )
-from bayes_irl.linear_quadratic.gaussian import QuadraticForm, TrajectoryGaussian
 
 __all__ = [
     "LQ_METHODS",
