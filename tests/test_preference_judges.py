@@ -63,8 +63,9 @@ def test_learned_tie_strength_recovers_the_truth(world, pool):
 
 @pytest.mark.parametrize("max_iter", [1, 3])
 def test_traced_laplace_polish_reaches_the_mode_from_a_truncated_search(world, pool, max_iter):
-    # A model without a cheap potential (a learned tie strength) takes Pyro's
-    # AutoLaplaceApproximation path: from an L-BFGS search cut off after 1 or 3
+    # A model without sufficient statistics (a learned tie strength: two latent sites,
+    # one positive) runs on the potential traced from its Pyro program: from an L-BFGS
+    # search cut off after 1 or 3
     # iterations the Newton polish must still reach the full search's mode and
     # covariance. Tolerances: the decrement below the library's 1e-3 posterior sds, and
     # both fits' modes within 1e-6 sd of each other (two stationary points of the same

@@ -25,7 +25,6 @@ import torch
 from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
 from pyro.nn import PyroParam
-from pyro.ops.hessian import hessian
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
@@ -34,12 +33,9 @@ from bayes_irl.inference.backends.importance_svi import (
     importance_svi_applies,
 )
 from bayes_irl.inference.backends.laplace import (
-    NEWTON_TOLERANCE,
     LaplaceFit,
     laplace_start,
     model_laplace,
-    newton_polish,
-    positive_definite_cholesky,
 )
 from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
 from bayes_irl.inference.guides import GUIDES
@@ -678,15 +674,15 @@ def run_laplace(
         model: a bayes_irl model.
         data: its prepared data.
         optimizer: how the MAP is found. ``"lbfgs"`` (the default, None, unless the model
-            subsamples): L-BFGS with a strong-Wolfe line search on the negative log joint,
-            to a gradient tolerance (deterministic; ``num_steps`` and ``learning_rate``
-            are ignored). Where the model offers a cheap potential
-            (:func:`bayes_irl.inference.backends.laplace.model_laplace`) L-BFGS (SciPy's
-            L-BFGS-B) runs on it directly and the covariance is the inverse of its
-            Hessian (exact, or central differences of the exact gradient); otherwise on
-            the traced model (Pyro's ``AutoLaplaceApproximation``, gradient ~1e-10). The
-            MAP is a stationary point of the log joint, which sequential updates (active
-            learning) rely on. ``"adam"`` (the default for a model with
+            subsamples): SciPy's L-BFGS-B on the model's potential
+            (:func:`bayes_irl.models.model_potential`: its exact fast one, or the one traced
+            from its Pyro program), then Newton steps on its Hessian
+            (:func:`bayes_irl.inference.backends.laplace.find_laplace`); the covariance is
+            the inverse Hessian in the potential's unconstrained space (deterministic;
+            ``num_steps`` and ``learning_rate`` are ignored). The MAP is a stationary
+            point of the log joint, which sequential updates (active learning) rely on.
+            A model whose potential is an estimate (``fresh_bank=True``) raises a
+            ValueError. ``"adam"`` (the default for a model with
             ``subsample_size``): ``num_steps`` SVI steps of :func:`run_svi` with
             ``AutoLaplaceApproximation``.
         init_values: latent site -> initial value (constrained space), e.g. the previous
@@ -761,78 +757,7 @@ def run_laplace(
         posterior.method = "laplace"
         posterior.attrs["objective"] = "laplace"
         return posterior
-    guide = _Laplace(model)
-    loss_fn = Trace_ELBO().differentiable_loss
-    start = time.perf_counter()
-    guide(data)  # creates the parameters
-    params = [p.unconstrained() for p in pyro.get_param_store().values()]
-    lbfgs = torch.optim.LBFGS(params, max_iter=max_iter, tolerance_grad=1e-10,
-                              tolerance_change=1e-14, line_search_fn="strong_wolfe")
-    losses = []
-
-    def closure():
-        lbfgs.zero_grad()
-        loss = loss_fn(model, guide, data)
-        loss.backward()
-        losses.append(float(loss.detach()))
-        return loss
-
-    lbfgs.step(closure)
-    if not np.isfinite(losses[-1]):
-        raise FloatingPointError(f"L-BFGS loss became {losses[-1]}; check the data and prior")
-    gaussian, decrement, newton_steps = _newton_polish_auto_laplace(
-        guide, model, data, max_newton_steps=max_newton_steps)
-    wall = time.perf_counter() - start
-    posterior = guide_posterior(
-        model,
-        data,
-        gaussian,
-        losses=np.asarray(losses),
-        num_samples=num_samples,
-        attrs={"seed": seed, "optimizer": "lbfgs", "max_iter": max_iter, "wall_time_s": wall,
-               "newton_decrement": decrement, "num_newton_steps": newton_steps,
-               "converged": int(decrement <= NEWTON_TOLERANCE)},
-    )
-    posterior.method = "laplace"
-    posterior.attrs["objective"] = "laplace"
-    return posterior
-
-
-def _newton_polish_auto_laplace(guide, model, data, *, max_newton_steps: int):
-    """Newton steps on an AutoLaplaceApproximation's ``loc`` with the exact Hessian.
-
-    L-BFGS stops on CPU-dependent rounding; the Newton decrement ``sqrt(g^T H^{-1} g)``
-    (the remaining step in posterior sds) is scale-aware. The polish is the one of the
-    cheap-potential search (:func:`~bayes_irl.inference.backends.laplace.newton_polish`)
-    on the negative log joint of the traced model, as Pyro's ``laplace_approximation``
-    writes it (the guide's log-Jacobian term included).
-
-    Returns:
-        ``(gaussian, decrement, steps)``: the AutoMultivariateNormal at the polished mode,
-        the final Newton decrement and the number of Newton steps taken.
-    """
-
-    def loss_at(x: np.ndarray) -> torch.Tensor:
-        with torch.no_grad():
-            guide.loc.copy_(torch.as_tensor(x, dtype=guide.loc.dtype))
-        guide_trace = poutine.trace(guide).get_trace(data)
-        model_trace = poutine.trace(poutine.replay(model, trace=guide_trace)).get_trace(data)
-        return guide_trace.log_prob_sum() - model_trace.log_prob_sum()
-
-    def value_and_grad(x: np.ndarray) -> tuple[float, np.ndarray]:
-        loss = loss_at(x)
-        (grad,) = torch.autograd.grad(loss, guide.loc)
-        return float(loss.detach()), grad.detach().cpu().double().numpy()
-
-    def hessian_chol(x: np.ndarray) -> torch.Tensor:
-        return positive_definite_cholesky(hessian(loss_at(x), guide.loc).detach())
-
-    # a copy: a float64 CPU loc's .numpy() is a view, which every step would overwrite
-    start = guide.loc.detach().cpu().double().numpy().copy()
-    value, grad = value_and_grad(start)
-    theta, _, _, decrement, steps = newton_polish(
-        value_and_grad, hessian_chol, start, value, grad, newton_tol=NEWTON_TOLERANCE,
-        max_newton_steps=max_newton_steps)
-    with torch.no_grad():
-        guide.loc.copy_(torch.as_tensor(theta, dtype=guide.loc.dtype))
-    return guide.laplace_approximation(data), decrement, steps
+    raise ValueError(
+        "method='laplace' needs a deterministic log density: this model's potential is an "
+        "estimate (an importance normaliser drawing a fresh bank per evaluation, "
+        "fresh_bank=True), whose MAP is not defined; use method='svi', or a fixed bank")
