@@ -141,7 +141,7 @@ class PreferenceSimulator:
 
     def __call__(self, model: Any, latents: Latents, generator: torch.Generator) -> Any:
         """Return :class:`~bayes_irl.models.PairwiseComparisons` drawn at the latents."""
-        from bayes_irl.models.preferences import simulate_comparisons
+        from bayes_irl.models.preference_simulation import simulate_comparisons
 
         theta = latents[model.reward_model.site_name]
         seed = int(torch.randint(2**31 - 1, (), generator=generator))

@@ -26,11 +26,8 @@ from bayes_irl.models.preference_io import (
     preferences_from_dataframe,
     save_preferences,
 )
-from bayes_irl.models.preferences import (
-    PreferenceModel,
-    simulate_comparisons,
-    simulate_rankings,
-)
+from bayes_irl.models.preference_simulation import simulate_comparisons, simulate_rankings
+from bayes_irl.models.preferences import PreferenceModel
 from bayes_irl.models.teachers import BPrefTeacher
 
 __all__ = [

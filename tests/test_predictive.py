@@ -15,7 +15,8 @@ from bayes_irl.inference import ExactNormalizer, fit
 from bayes_irl.inference.compare import compare, loo
 from bayes_irl.inference.predictive import posterior_predictive_check
 from bayes_irl.models import DemonstrationModel
-from bayes_irl.models.preferences import PreferenceModel, simulate_comparisons
+from bayes_irl.models.preference_simulation import simulate_comparisons
+from bayes_irl.models.preferences import PreferenceModel
 from bayes_irl.soft_bellman import sample_maxent_trajectories
 
 matplotlib.use("Agg")

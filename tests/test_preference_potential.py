@@ -13,7 +13,7 @@ from bayes_irl import GridWorld
 from bayes_irl.inference import fit
 from bayes_irl.models import PreferenceModel
 from bayes_irl.models.preference_potential import BradleyTerryPotential
-from bayes_irl.models.preferences import simulate_comparisons
+from bayes_irl.models.preference_simulation import simulate_comparisons
 
 
 @pytest.fixture(scope="module")

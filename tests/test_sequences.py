@@ -235,7 +235,8 @@ def test_reward_modelling_from_preferences_on_sequences(env, reward):
     sequence MDP) scored by the same LinearReward / MLPReward; ArviZ gets one value per
     comparison."""
     from bayes_irl.inference import fit
-    from bayes_irl.models.preferences import PreferenceModel, simulate_comparisons
+    from bayes_irl.models.preference_simulation import simulate_comparisons
+    from bayes_irl.models.preferences import PreferenceModel
 
     reward_model = env.reward_model if reward == "linear" else env.mlp_reward(hidden=2)
     model = PreferenceModel(reward_model, env.mdp, beta=1.0)
