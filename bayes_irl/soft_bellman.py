@@ -218,7 +218,7 @@ _TRANSITION_ROWS: weakref.WeakKeyDictionary = weakref.WeakKeyDictionary()
 
 def _kernel():
     """:mod:`bayes_irl.soft_bellman_kernel`, imported on first use (Numba's import ~0.3 s)."""
-    from bayes_irl import soft_bellman_kernel
+    import bayes_irl.soft_bellman_kernel as soft_bellman_kernel
 
     return soft_bellman_kernel
 
