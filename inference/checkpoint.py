@@ -243,7 +243,7 @@ class SVICheckpoint(_SignalCatcher):
             differ = sorted(k for k in key if saved["key"].get(k) != key[k])
             raise ValueError(f"{self.path} was written by a run with other settings "
                              f"({', '.join(differ)}): use the same settings to resume")
-        self.resumed_from = int(saved["state"]["step"])
+        self.resumed_from = int(saved["state"].step)
         return saved["state"]
 
     def lean_step_done(self, steps: int, num_steps: int, key: dict, state: dict) -> None:

@@ -207,7 +207,8 @@ def test_checkpoint_resume_is_bit_identical(problem, tmp_path):
         fit(model, demos, method="svi", checkpoint=_SignalAfter(path, after=60, every=25),
             **options)
     payload = torch.load(path, weights_only=False)
-    payload["state"]["rng"] = np.random.default_rng(12345).bit_generator.state
+    payload["state"] = payload["state"]._replace(
+        rng_state=np.random.default_rng(12345).bit_generator.state)
     torch.save(payload, tampered)
     counted = _CountingSteps(path, resume=True)
     resumed = fit(model, demos, method="svi", checkpoint=counted, **options)
