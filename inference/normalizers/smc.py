@@ -7,8 +7,8 @@ psi[t, s], with psi_T = 0 so that gamma_T is the maxent target):
                        * exp psi_t(s_t).
 
 K particles start from the proposal's q_0 and move with its kernel q_t(a_t, s_{t+1} | s_t)
-(:meth:`bayes_irl.inference.normalizers.importance.Proposal.step`: a guide policy on the
-true dynamics or a simulator, or the twisted kernel). The incremental log-weight is
+(:meth:`bayes_irl.inference.normalizers.tabular_proposals.Proposal.step`: a guide policy on
+the true dynamics or a simulator, or the twisted kernel). The incremental log-weight is
 
     log G_t = r(s_t, a_t) + [log beta + log p - log q_t](a_t, s_{t+1} | s_t)
               + psi_{t+1}(s_{t+1}) - psi_t(s_t),
@@ -63,12 +63,14 @@ from bayes_irl.inference.diagnostics import (
 )
 from bayes_irl.inference.normalizers.importance import (
     KhatPolicy,
-    Proposal,
     TrajectoryBankNormalizer,
-    TwistedProposal,
-    check_step_rewards,
     check_theta,
     make_generator,
+)
+from bayes_irl.inference.normalizers.tabular_proposals import (
+    Proposal,
+    TwistedProposal,
+    check_step_rewards,
 )
 from bayes_irl.trajectories import trajectory_returns
 from bayes_irl.validation import positive_int
