@@ -8,7 +8,8 @@ import numpy as np  # noqa: E402
 from scipy import stats  # noqa: E402
 
 from bayes_irl.app.calibration_plots import plot_pit_ecdf  # noqa: E402
-from bayes_irl.inference.calibration import CalibrationResult, _null_gammas  # noqa: E402
+from bayes_irl.inference.calibration import CalibrationResult  # noqa: E402
+from bayes_irl.inference.calibration_statistics import _null_gammas  # noqa: E402
 
 
 def test_pit_ecdf_band_is_the_uniformity_tests_band():
