@@ -47,8 +47,8 @@ from torch import Tensor
 from torch.distributions import constraints
 
 from bayes_irl.mdp import TabularMDP
-from bayes_irl.models.lean_potential import LeanPotential
 from bayes_irl.models.maxent import MaxEntTrajectory
+from bayes_irl.models.statistics_potential import DemonstrationPotential
 from bayes_irl.rewards import LinearReward, RewardModel
 from bayes_irl.soft_bellman import soft_values
 from bayes_irl.trajectories import feature_counts
@@ -467,7 +467,7 @@ class DemonstrationModel:
                 log_lik = log_lik - count * torch.logsumexp(values[..., 0, :] + log_p0, -1)
             return -(prior.log_prob(theta).sum(-1) + log_lik)
 
-        return LeanPotential(mdp=mdp, features=reward.features, prior=prior, stats=stats,
+        return DemonstrationPotential(mdp=mdp, features=reward.features, prior=prior, stats=stats,
                              kind=kind, reference=potential_fn, site=site, count=count,
                              value_weights=value_weights)
 

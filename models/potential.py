@@ -13,9 +13,9 @@ in the flat unconstrained space of its :class:`~bayes_irl.parameter_layout.Param
   method with no special code.
 * the model's exact fast potential where it offers one
   (:class:`~bayes_irl.protocols.SufficientStatistics`: sufficient statistics of a linear
-  reward, visit counts, Bradley-Terry differences), which the tests prove equal to the
-  traced one up to a constant; :class:`StatisticsPotential` gives it the protocol's
-  interface.
+  reward, visit counts, Bradley-Terry differences: a
+  :class:`~bayes_irl.models.statistics_potential.StatisticsPotential`), which the tests
+  prove equal to the traced one up to a constant.
 
 :class:`TorchPotential` turns any torch function U(z) into a Potential (the rationality
 back-end's reparametrised target uses it).
@@ -28,23 +28,15 @@ from collections.abc import Callable
 from typing import Any
 
 import numpy as np
-import pyro
 import torch
 from pyro import poutine
 from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
-from bayes_irl.models.lean_potential import numpy_value_and_grad
 from bayes_irl.parameter_layout import ParameterLayout
-from bayes_irl.protocols import SufficientStatistics
+from bayes_irl.protocols import Potential, SufficientStatistics
 
-__all__ = [
-    "StatisticsPotential",
-    "TorchPotential",
-    "TracedPotential",
-    "central_difference_hessian",
-    "model_potential",
-]
+__all__ = ["TorchPotential", "TracedPotential", "model_potential"]
 
 
 class TorchPotential:
@@ -160,95 +152,7 @@ class TracedPotential(TorchPotential):
         return values[0] == values[1] or (np.isnan(values[0]) and np.isnan(values[1]))
 
 
-class StatisticsPotential:
-    """The :class:`~bayes_irl.protocols.Potential` interface of a model's exact fast potential.
-
-    Wraps a model's ``sufficient_statistics_potential`` (``U({site: theta}) -> scalar``
-    with a NumPy ``value_and_grad``) for its one real-valued site, where z is theta.
-
-    Args:
-        function: the model's potential.
-        site: its latent site.
-        size: D.
-        dtype: the dtype the model samples theta in.
-    """
-
-    deterministic = True
-    kind = "sufficient_statistics"
-
-    def __init__(self, function: Callable[[dict[str, Tensor]], Tensor], site: str, size: int,
-                 *, dtype: torch.dtype = torch.float64) -> None:
-        self.function = function
-        self.layout = ParameterLayout.real_vector(site, size, dtype=dtype)
-        self._site = site
-        self._value_and_grad = numpy_value_and_grad(function, site, dtype=dtype)
-
-    def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
-        """``(U(z), dU/dz)`` by the model's NumPy evaluator (autograd where it declines)."""
-        value, grad = self._value_and_grad(np.asarray(z, dtype=np.float64))
-        return float(value), np.asarray(grad, dtype=np.float64)
-
-    def torch(self, z: Tensor) -> Tensor:
-        """``U(z)`` in torch for z (..., D), differentiable twice."""
-        return self.function({self._site: z})
-
-    def hessian(self, z: np.ndarray) -> np.ndarray:
-        """Central differences of the exact gradient (float64), autograd otherwise."""
-        if self.layout.dtype == torch.float64:
-            found = central_difference_hessian(self.value_and_grad, np.asarray(z, dtype=float))
-            if found is not None:
-                return found
-        point = torch.as_tensor(z).to(self.layout.dtype)
-        return torch.autograd.functional.hessian(self.torch, point).double().numpy()
-
-    def __call__(self, params: dict[str, Tensor]) -> Tensor:
-        """``U({site: theta})``, as Pyro's ``potential_fn``."""
-        return self.function(params)
-
-
-def central_difference_hessian(
-    value_and_grad: Callable[[np.ndarray], tuple[float, np.ndarray]],
-    theta: np.ndarray,
-    step: float = 1e-4,
-) -> np.ndarray | None:
-    """The Hessian of U by central differences of its exact gradient, or None.
-
-    2·D gradient evaluations instead of D double back-propagations through the recursion
-    (about 20 ms against 2.1 s at 10×10, D = 4). A first pass steps by
-    ``step·max(1, |theta_i|)``; a second steps by 1e-3 of each coordinate's posterior sd
-    as the first pass estimates it (1/sqrt(H_ii)), because the first step can be a large
-    fraction of the sd of a badly scaled coordinate (features x1000: 25% of an sd, a 1%
-    error in the covariance). At 1e-3 sd the truncation error is O(1e-6) relative and the
-    rounding error eps·|grad|/step is far below it. None where a gradient is not finite.
-    """
-    first = _central_differences(value_and_grad, theta, step * np.maximum(1.0, np.abs(theta)))
-    if first is None:
-        return None
-    curvature = np.diag(first)
-    if (curvature > 0).all():
-        second = _central_differences(value_and_grad, theta, 1e-3 / np.sqrt(curvature))
-        if second is not None:
-            return second
-    return first
-
-
-def _central_differences(value_and_grad, theta: np.ndarray, steps: np.ndarray):
-    """Rows (grad(theta + h_i e_i) - grad(theta - h_i e_i)) / 2h_i; None if not finite."""
-    dim = theta.shape[0]
-    hessian = np.empty((dim, dim))
-    for i in range(dim):
-        up, down = theta.copy(), theta.copy()
-        up[i] += steps[i]
-        down[i] -= steps[i]
-        (_, plus), (_, minus) = value_and_grad(up), value_and_grad(down)
-        row = (plus - minus) / (2 * steps[i])
-        if not np.isfinite(row).all():
-            return None
-        hessian[i] = row
-    return hessian
-
-
-def model_potential(model: Any, data: Any) -> StatisticsPotential | TracedPotential:
+def model_potential(model: Any, data: Any) -> Potential:
     """The potential of ``model``'s posterior given prepared ``data``.
 
     The model's exact fast potential where it offers one for these data
@@ -263,13 +167,5 @@ def model_potential(model: Any, data: Any) -> StatisticsPotential | TracedPotent
     if isinstance(model, SufficientStatistics) and len(model.latent_dims) == 1:
         fast = model.sufficient_statistics_potential(data)
         if fast is not None:
-            ((site, (_, names)),) = model.latent_dims.items()
-            dtype = _site_dtype(model, data, site)
-            return StatisticsPotential(fast, site, len(names), dtype=dtype)
+            return fast
     return TracedPotential(model, data)
-
-
-def _site_dtype(model, data, site: str) -> torch.dtype:
-    """The dtype the model samples ``site`` in (one trace; the RNG state is restored)."""
-    with torch.random.fork_rng(devices=[]), poutine.block():
-        return pyro.poutine.trace(model).get_trace(data).nodes[site]["value"].dtype

@@ -16,7 +16,8 @@ sufficient statistics: at most one row per (pair, outcome)), and
 one (U', K) matrix product per evaluation whatever the number of comparisons.
 :class:`BradleyTerryPotential` evaluates it in NumPy (the MAP search, the NumPy NUTS and
 SVI loops) and in torch (batches, Hessians), like
-:class:`bayes_irl.models.lean_potential.LeanPotential` does for demonstrations.
+:class:`bayes_irl.models.statistics_potential.DemonstrationPotential` does for
+demonstrations.
 """
 
 from __future__ import annotations
@@ -26,12 +27,12 @@ import torch
 from scipy.special import log_expit
 from torch import Tensor
 
-from bayes_irl.models.lean_potential import NumpyPotential, closed_form_normal
+from bayes_irl.models.statistics_potential import StatisticsPotential, closed_form_normal
 
 __all__ = ["BradleyTerryPotential"]
 
 
-class BradleyTerryPotential(NumpyPotential):
+class BradleyTerryPotential(StatisticsPotential):
     """U(theta) = -log p(theta, comparisons) of Bradley-Terry data on a linear reward.
 
     Args:
@@ -60,6 +61,7 @@ class BradleyTerryPotential(NumpyPotential):
         self._counts = self._counts_t.cpu().numpy()
         self._prior = prior
         self._normal = closed_form_normal(prior, differences.shape[1])
+        self._set_layout(differences.shape[1])
 
     @classmethod
     def from_comparisons(
@@ -89,7 +91,7 @@ class BradleyTerryPotential(NumpyPotential):
         log_lik = torch.nn.functional.logsigmoid(theta @ differences.T) @ self._counts_t.to(theta)
         return -(self._prior.log_prob(theta).sum(-1) + log_lik)
 
-    def value_and_grad(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
+    def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
         """``(U(theta), dU/dtheta)`` for theta of shape (K,); None if not finite."""
         theta = np.asarray(theta, dtype=np.float64)
         margins = self._differences @ theta  # (U',)

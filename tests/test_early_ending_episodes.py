@@ -13,7 +13,7 @@ import torch
 from bayes_irl import GridWorld, TrajectoryBatch
 from bayes_irl.inference import ExactNormalizer, fit
 from bayes_irl.models import DemonstrationModel
-from bayes_irl.models.lean_potential import LeanPotential
+from bayes_irl.models.statistics_potential import DemonstrationPotential
 from tests.helpers import exact_posterior_moments
 
 
@@ -45,7 +45,7 @@ def test_potential_is_the_traced_log_joint(kind, truncated, given_initial_state)
     data = model.prepare_data(_cut(demos, seed=4) if truncated else demos)
     assert world.mdp.is_truncated(data) == truncated
     potential = model.sufficient_statistics_potential(data)
-    assert isinstance(potential, LeanPotential)
+    assert isinstance(potential, DemonstrationPotential)
     gen = torch.Generator().manual_seed(0)
     thetas = [torch.randn(2, generator=gen, dtype=torch.float64, requires_grad=True)
               for _ in range(2)]

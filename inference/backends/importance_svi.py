@@ -62,7 +62,7 @@ from bayes_irl.inference.diagnostics import KHAT_THRESHOLD, ImportanceWarning
 from bayes_irl.inference.guide_training import GuidePolicyTrainer
 from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, Proposal
 from bayes_irl.mdp import TabularMDP
-from bayes_irl.models.lean_potential import closed_form_normal
+from bayes_irl.models.statistics_potential import closed_form_normal
 from bayes_irl.rewards import LinearReward
 from bayes_irl.trajectories import feature_counts
 
