@@ -1,32 +1,38 @@
-"""Checkpoint and resume of SVI and MCMC: nothing lost to a crash, Ctrl-C or a queue kill.
+"""Checkpoint and resume of every loop: nothing lost to a crash, Ctrl-C or a queue kill.
 
-An :class:`SVICheckpoint` is handed to the SVI loop (``run_svi(..., checkpoint=...)``). It
-writes, every ``every`` steps and when the process receives SIGINT or SIGTERM, one file
-holding everything the next step depends on:
+One class, :class:`Checkpoint`, and one file format, written atomically (a temporary name,
+then a rename, so a kill during the write leaves the previous checkpoint)::
 
-* the Pyro param store (the guide's parameters, unconstrained),
-* the optimiser state of every parameter (Adam moments, step counts and the decayed
-  learning rate of ClippedAdam's schedule, ``param_groups``),
-* the step reached and the loss history so far,
-* the RNG states of ``random``, numpy and torch (``pyro.util.get_rng_state``).
+    {"format": 1, "method": ..., "key": {...}, "states": ..., "progress": ...}
 
-With ``resume=True`` the loop restores all of it and continues at the saved step, so the
-resumed run's losses and final draws are bit-identical to an uninterrupted run with the
-same seed. The file is written through a temporary name and renamed, so a kill during the
-write leaves the previous checkpoint.
+* ``method``: the loop that wrote it: ``"nuts"``/``"hmc"`` (the chains of
+  :mod:`~bayes_irl.inference.backends.parallel_chains`: ``states`` are the kernel states,
+  one per chain; ``progress`` the draws so far and the schedule), ``"gaussian_vi"``
+  (:mod:`~bayes_irl.inference.backends.gaussian_vi`: ``states`` is its state),
+  ``"pyro_svi"`` (Pyro's SVI loop: ``states`` are the param store, the optimiser state
+  and the RNG states of ``random``, numpy and torch; ``progress`` the step and losses) and
+  ``"pyro_mcmc"`` (the model-tracing MCMC path: ``states`` maps each finished chain to its
+  draws, statistics and adaptation);
+* ``key``: every setting that must match to continue (seed, lengths, the Laplace start,
+  ...).
 
-Tested in tests/test_checkpoint_resume.py (Pyro's SVI loop, the MCMC paths, the command
-line) and tests/test_lean_svi.py (the NumPy SVI loop): each resume test counts the steps
-(or warm-up steps and draws) the resumed run takes, which must be only the remaining ones,
-and resumes a copy of the checkpoint with one thing changed (the RNG state, the step
-sizes, saved draws), which must change the result after the saved part.
+A loop calls :meth:`Checkpoint.begin` with its method and key (the saved states and
+progress come back when resuming), then :meth:`Checkpoint.step_done` after each step or
+:meth:`Checkpoint.save` at its own safe points; on SIGINT/SIGTERM (caught inside the
+``with checkpoint:`` block) it saves at the next safe point and raises
+:class:`FitInterrupted`. A resumed run continues bit-identically.
+
+Tested in tests/test_checkpoint_resume.py (the chains, the model-tracing path, Pyro's SVI
+loop, the command line) and tests/test_lean_svi.py (Gaussian VI): each resume test counts
+the steps (or warm-up steps and draws) the resumed run takes, which must be only the
+remaining ones, and resumes a copy of the checkpoint with one thing changed (the RNG
+state, the step sizes, saved draws), which must change the result after the saved part.
 
 Not covered: a per-step ``callback`` with state of its own (e.g. guide-policy training,
-whose trainer and trajectory bank are not saved); :class:`SVICheckpoint` refuses to resume
-when a callback is used. The MCMC back-ends use :class:`MCMCCheckpoint`: on the fast
-(Laplace-started, parallel-chain) path it saves each chain's adapted sampler, position,
-RNG and draws so far, periodically and on SIGINT/SIGTERM, and a resumed run continues the
-chains with no new warm-up, bit-identically.
+whose trainer and trajectory bank are not saved); Pyro's SVI loop refuses to resume when a
+callback is used. The model-tracing MCMC path saves finished chains only: a chain cut off
+midway is rerun from its start (Pyro 1.9's ``MCMC`` runner has no API to continue one);
+every chain is seeded by ``seed + chain``, so that resumed run is bit-identical too.
 """
 
 from __future__ import annotations
@@ -35,6 +41,7 @@ import os
 import signal
 import threading
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -43,10 +50,11 @@ import pyro
 import pyro.util
 import torch
 
-__all__ = ["FitInterrupted", "MCMCCheckpoint", "SVICheckpoint"]
+__all__ = ["Checkpoint", "FitInterrupted", "MCMCCheckpoint", "SVICheckpoint",
+           "pyro_svi_snapshot", "resume_pyro_svi"]
 
-_FORMAT = "bayes_irl.svi_checkpoint.v1"
-_LEAN_FORMAT = "bayes_irl.lean_svi_checkpoint.v1"  # the NumPy SVI loop's state
+FORMAT = 1
+"""The version of the checkpoint file's layout."""
 
 
 class FitInterrupted(KeyboardInterrupt):
@@ -128,25 +136,29 @@ class _SignalCatcher:
         return getattr(self, "_signal", None)
 
 
-class SVICheckpoint(_SignalCatcher):
-    """Periodic and on-signal checkpoints of the SVI loop, and resumption from them.
+class Checkpoint(_SignalCatcher):
+    """Periodic and on-signal checkpoints of a loop, and resumption from them.
 
     Args:
         path: the checkpoint file (created with its folder; e.g. next to the outputs).
-        every: save after every ``every`` completed steps (>= 1).
+        every: save after every ``every`` completed steps (SVI) or draws per chain
+            (MCMC) (>= 1).
         resume: continue from ``path`` when it exists (start afresh when it does not).
         handle_signals: on SIGINT/SIGTERM, finish the current step, save, and raise
             :class:`FitInterrupted` (only in the main thread, where Python can install
             signal handlers).
 
+    Attributes:
+        resumed_from: the steps (SVI) or draws per chain (MCMC) restored from the file;
+            None for a fresh run.
+
     Example:
-        >>> ckpt = SVICheckpoint("runs/a/svi_checkpoint.pt", every=500)  # doctest: +SKIP
+        >>> ckpt = Checkpoint("runs/a/checkpoint.pt", every=500)  # doctest: +SKIP
         >>> fit(model, demos, method="svi", checkpoint=ckpt)  # doctest: +SKIP
     """
 
-    def __init__(
-        self, path, *, every: int = 500, resume: bool = False, handle_signals: bool = True
-    ) -> None:
+    def __init__(self, path, *, every: int = 100, resume: bool = False,
+                 handle_signals: bool = True) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"every must be an integer >= 1; got {every!r}")
         self.path = Path(path)
@@ -154,203 +166,154 @@ class SVICheckpoint(_SignalCatcher):
         self.resume = resume
         self.handle_signals = handle_signals
         self.resumed_from: int | None = None
+        self.method: str | None = None
+        self.key: dict | None = None
         self._signal: int | None = None
         self._previous_handlers: dict[int, Any] = {}
-        self._svi = None
 
-    # ------------------------------------------------------------ hooks of the SVI loop
-    def start(self, svi, guide, data, losses: np.ndarray, *, has_callback: bool = False) -> int:
-        """Before the first step: restore a saved state when resuming; return the first step.
-
-        Raises:
-            ValueError: when the checkpoint is unreadable, from another run length, or a
-                callback is used with ``resume=True``.
-        """
-        self._svi = svi
-        if not (self.resume and self.path.exists()):
-            return 0
-        if has_callback:
-            raise ValueError(
-                f"resume=True with an SVI callback: the callback's own state (e.g. a "
-                f"GuidePolicyTrainer's guide policy, optimiser and trajectory bank) is not in "
-                f"{self.path}, so the run cannot continue as it was. Either start afresh "
-                f"(resume=False, or delete {self.path}), or fit without the callback (an "
-                f"ExactNormalizer, or a guide policy trained before the fit with "
-                f"GuidePolicyTrainer.train) and then resume")
-        state = self._read()
-        if not isinstance(state, dict) or state.get("format") != _FORMAT:
-            raise ValueError(f"{self.path} is not an SVI checkpoint of this version")
-        if state["num_steps"] != len(losses):
-            raise ValueError(
-                f"{self.path} was written by a run of {state['num_steps']} steps; this run has "
-                f"{len(losses)}: use the same --num-steps to resume"
-            )
-        # Create the guide's parameters (as the first step would), then overwrite them.
-        with torch.random.fork_rng(devices=[]):
-            guide(data)
-        _restore_params(state["params"])
-        svi.optim.set_state(state["optim"])
-        step = int(state["step"])
-        losses[:step] = state["losses"]
-        pyro.util.set_rng_state(state["rng"])
-        self.resumed_from = step
-        return step
-
-    def step_done(self, step: int, losses: np.ndarray) -> None:
-        """After step ``step`` (0-based): save when due; on a pending signal save and raise.
-
-        Raises:
-            FitInterrupted: after saving, when SIGINT/SIGTERM arrived.
-        """
-        completed = step + 1
-        if self._signal is not None:
-            self.save(completed, losses)
-            raise FitInterrupted(self.path, completed, self._signal)
-        if completed % self.every == 0 and completed < len(losses):
-            self.save(completed, losses)
-
-    def save(self, completed: int, losses: np.ndarray) -> None:
-        """Write the checkpoint after ``completed`` steps (atomically)."""
-        self._write(
-            {
-                "format": _FORMAT,
-                "step": completed,
-                "num_steps": len(losses),
-                "losses": np.array(losses[:completed]),
-                "params": pyro.get_param_store().get_state(),
-                "optim": self._svi.optim.get_state(),
-                "rng": pyro.util.get_rng_state(),
-            }
-        )
-
-    # ------------------------------------------------------ hooks of the NumPy SVI loop
-    def load_lean(self, key: dict) -> dict | None:
-        """When resuming, the saved state of the NumPy SVI loop; None to start afresh.
+    def begin(self, method: str, key: dict, *, on_mismatch: str = "raise"):
+        """Name the loop and its settings; when resuming, the saved ``(states, progress)``.
 
         Args:
-            key: the run's settings; a checkpoint written with others is refused.
+            method: the loop (see the module docstring).
+            key: the settings a saved run must match to be continued.
+            on_mismatch: ``"raise"``: a file from another method or other settings is a
+                ValueError; ``"warn"``: a UserWarning, and the run starts afresh.
+
+        Returns:
+            ``(states, progress)`` to continue from, or None to start afresh.
 
         Raises:
-            ValueError: when the file is unreadable, from Pyro's loop, or from other settings.
+            ValueError: the file is unreadable or not a checkpoint of this format, or (with
+                ``on_mismatch="raise"``) from another method or other settings.
         """
+        if on_mismatch not in ("raise", "warn"):
+            raise ValueError(f"on_mismatch must be 'raise' or 'warn'; got {on_mismatch!r}")
+        self.method, self.key, self.resumed_from = method, key, None
         if not (self.resume and self.path.exists()):
             return None
         saved = self._read()
-        if not isinstance(saved, dict) or saved.get("format") != _LEAN_FORMAT:
-            raise ValueError(f"{self.path} is not a checkpoint of the NumPy SVI loop "
-                             "(svi_backend='lean'); resume with the back-end that wrote it")
-        if saved["key"] != key:
-            differ = sorted(k for k in key if saved["key"].get(k) != key[k])
-            raise ValueError(f"{self.path} was written by a run with other settings "
-                             f"({', '.join(differ)}): use the same settings to resume")
-        self.resumed_from = int(saved["state"].step)
-        return saved["state"]
+        problem = None
+        if saved["method"] != method:
+            problem = (f"{self.path} was written by the {saved['method']!r} loop, not "
+                       f"{method!r}: resume with the method (and back-end) that wrote it")
+        elif saved["key"] != key:
+            differ = sorted(k for k in set(key) | set(saved["key"])
+                            if saved["key"].get(k) != key.get(k))
+            problem = (f"{self.path} was written by a run with other settings "
+                       f"({', '.join(differ)})")
+        if problem is None:
+            return saved["states"], saved["progress"]
+        if on_mismatch == "raise":
+            raise ValueError(f"{problem}: use the same settings to resume, or start afresh")
+        warnings.warn(f"{problem}; starting afresh", UserWarning, stacklevel=3)
+        return None
 
-    def lean_step_done(self, steps: int, num_steps: int, key: dict, state: dict) -> None:
-        """After ``steps`` completed steps of the NumPy loop: save when due.
+    def save(self, states: Any, progress: Any) -> None:
+        """Write ``states`` and ``progress`` under the method and key of :meth:`begin`."""
+        if self.method is None:
+            raise RuntimeError("Checkpoint.save before Checkpoint.begin")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        _atomic_save({"format": FORMAT, "method": self.method, "key": self.key,
+                      "states": states, "progress": progress}, self.path)
+
+    def raise_if_signalled(self, done: int) -> None:
+        """After a save: raise :class:`FitInterrupted` when SIGINT/SIGTERM arrived.
+
+        Args:
+            done: the completed steps (or draws per chain) saved, for the message.
+        """
+        received = self.signal_received
+        if received is not None:
+            raise FitInterrupted(self.path, done, received)
+
+    def step_done(self, done: int, total: int,
+                  snapshot: Callable[[], tuple[Any, Any]]) -> None:
+        """After ``done`` completed steps of at most ``total``: save when due.
+
+        Saves ``snapshot()`` (a ``(states, progress)`` pair, built only when needed) every
+        ``every`` steps before the last, and when SIGINT/SIGTERM arrived, then raises.
 
         Raises:
             FitInterrupted: after saving, when SIGINT/SIGTERM arrived.
         """
         received = self.signal_received
         if received is not None:
-            self._write({"format": _LEAN_FORMAT, "key": key, "state": state})
-            raise FitInterrupted(self.path, steps, received)
-        if steps % self.every == 0 and steps < num_steps:
-            self._write({"format": _LEAN_FORMAT, "key": key, "state": state})
+            self.save(*snapshot())
+            raise FitInterrupted(self.path, done, received)
+        if done % self.every == 0 and done < total:
+            self.save(*snapshot())
 
-    # ------------------------------------------------------------------ the file
-    def _read(self) -> Any:
+    def _read(self) -> dict:
         try:
-            return torch.load(self.path, weights_only=False)
+            saved = torch.load(self.path, weights_only=False)
         except Exception as err:  # noqa: BLE001 - any unreadable file is the same user error
-            raise ValueError(f"{self.path} is not a readable SVI checkpoint: {err}") from err
+            raise ValueError(f"{self.path} is not a readable checkpoint: {err}") from err
+        if not isinstance(saved, dict) or saved.get("format") != FORMAT:
+            raise ValueError(f"{self.path} is not a checkpoint of this version of bayes_irl "
+                             f"(format {FORMAT}); start afresh (delete it, or no --resume)")
+        return saved
 
-    def _write(self, payload: dict) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save(payload, self.path)
+
+class SVICheckpoint(Checkpoint):
+    """A :class:`Checkpoint` with the SVI loops' default interval (every 500 steps)."""
+
+    def __init__(self, path, *, every: int = 500, resume: bool = False,
+                 handle_signals: bool = True) -> None:
+        super().__init__(path, every=every, resume=resume, handle_signals=handle_signals)
 
 
-class MCMCCheckpoint(_SignalCatcher):
-    """Checkpoints of the MCMC back-ends: finished work is never redone.
-
-    Two paths of :func:`~bayes_irl.inference.backends.mcmc.run_mcmc` use it:
-
-    * the fast path (Laplace start, parallel chains,
-      :mod:`~bayes_irl.inference.backends.parallel_chains`): after the warm-up and then
-      after every ``every`` draws per chain, and on SIGINT/SIGTERM, :meth:`save_run`
-      writes every chain's draws so far, per-draw statistics, divergences and its complete
-      sampler state: the warm-up adaptation (step size, inverse mass matrix, dual-averaging
-      state), the current position with its potential and gradient, the transition
-      counters and the chain's RNG state. On resume the chains continue from there with no
-      new warm-up, and the draws are bit-identical to an uninterrupted run (tested);
-    * the model-tracing path: after each chain :meth:`save_chain` writes its draws,
-      statistics and adaptation; on resume finished chains are reused. A chain cut off
-      midway is rerun from its start there (Pyro 1.9's ``MCMC`` runner has no API to
-      continue a chain). Every chain is seeded by ``seed + chain``, so this resumed run
-      is bit-identical too.
-
-    Args:
-        path: the checkpoint file.
-        resume: continue from ``path`` when it exists (start afresh when it does not, or
-            when it was written with other settings).
-        every: fast path: draws per chain between periodic saves (>= 1).
-        handle_signals: fast path: on SIGINT/SIGTERM, finish the current transition of
-            every chain (or the warm-up), save, and raise :class:`FitInterrupted`.
-    """
+class MCMCCheckpoint(Checkpoint):
+    """A :class:`Checkpoint` with the MCMC default interval (every 100 draws per chain)."""
 
     def __init__(self, path, *, resume: bool = False, every: int = 100,
                  handle_signals: bool = True) -> None:
-        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
-            raise ValueError(f"every must be an integer >= 1; got {every!r}")
-        self.path = Path(path)
-        self.resume = resume
-        self.every = every
-        self.handle_signals = handle_signals
-        self.resumed_draws: int | None = None
-        self._chains: dict[int, dict] = {}
-        self._run: dict | None = None
-        if resume and self.path.exists():
-            try:
-                state = torch.load(self.path, weights_only=False)
-                self._chains = dict(state["chains"])
-                self._run = state.get("run")
-            except Exception as err:  # noqa: BLE001
-                raise ValueError(f"{self.path} is not a readable MCMC checkpoint: {err}") from err
+        super().__init__(path, every=every, resume=resume, handle_signals=handle_signals)
 
-    def load_chain(self, chain: int, key: dict) -> dict | None:
-        """A finished chain saved with the same settings ``key``, else None."""
-        saved = self._chains.get(chain)
-        if saved is None or saved["key"] != key:
-            return None
-        return saved
 
-    def save_chain(self, chain: int, key: dict, result: dict) -> None:
-        """Record chain ``chain`` (draws, stats, adaptation) and write the file."""
-        self._chains[chain] = {"key": key, **result}
-        self._write()
+# ---------------------------------------------------------------- Pyro's SVI loop
+def resume_pyro_svi(checkpoint: Checkpoint, svi, guide, data, losses: np.ndarray, *,
+                    has_callback: bool = False) -> int:
+    """Before the first step of Pyro's SVI loop: begin, restore a saved state; the first step.
 
-    def load_run(self, key: dict) -> dict | None:
-        """The fast-path state saved with the same settings ``key``, else None.
+    The saved state: the param store (the guide's parameters, unconstrained), the
+    optimiser state of every parameter (Adam moments, step counts, ClippedAdam's decayed
+    learning rate), the RNG states of ``random``, numpy and torch; the progress: the step
+    reached and the losses so far (``losses`` is filled in).
 
-        A saved run with other settings (seed, draws, warm-up, data or prior: the Laplace
-        start differs) is not continued; a warning says so, and the run starts afresh.
-        """
-        if self._run is None:
-            return None
-        if self._run["key"] != key:
-            differ = sorted(k for k in key if self._run["key"].get(k) != key[k])
-            warnings.warn(f"{self.path} was written by a run with other settings "
-                          f"({', '.join(differ)}); starting afresh", UserWarning, stacklevel=3)
-            return None
-        return self._run["state"]
+    Raises:
+        ValueError: when the checkpoint is unreadable, from another loop or run length, or
+            a callback is used with ``resume=True``.
+    """
+    if has_callback and checkpoint.resume and checkpoint.path.exists():
+        raise ValueError(
+            f"resume=True with an SVI callback: the callback's own state (e.g. a "
+            f"GuidePolicyTrainer's guide policy, optimiser and trajectory bank) is not in "
+            f"{checkpoint.path}, so the run cannot continue as it was. Either start afresh "
+            f"(resume=False, or delete {checkpoint.path}), or fit without the callback (an "
+            f"ExactNormalizer, or a guide policy trained before the fit with "
+            f"GuidePolicyTrainer.train) and then resume")
+    saved = checkpoint.begin("pyro_svi", {"num_steps": len(losses)})
+    if saved is None:
+        return 0
+    states, progress = saved
+    # Create the guide's parameters (as the first step would), then overwrite them.
+    with torch.random.fork_rng(devices=[]):
+        guide(data)
+    _restore_params(states["params"])
+    svi.optim.set_state(states["optim"])
+    step = int(progress["step"])
+    losses[:step] = progress["losses"]
+    pyro.util.set_rng_state(states["rng"])
+    checkpoint.resumed_from = step
+    return step
 
-    def save_run(self, key: dict, state: dict) -> None:
-        """Write the fast path's ``state`` (chains' samplers, draws so far, schedule)."""
-        self._run = {"key": key, "state": state}
-        self._write()
 
-    def _write(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_save({"format": "bayes_irl.mcmc_checkpoint.v1", "chains": self._chains,
-                      "run": self._run}, self.path)
+def pyro_svi_snapshot(svi, losses: np.ndarray, done: int) -> tuple[dict, dict]:
+    """The ``(states, progress)`` of Pyro's SVI loop after ``done`` steps.
+
+    For :meth:`Checkpoint.step_done`; see :func:`resume_pyro_svi` for what they hold.
+    """
+    return ({"params": pyro.get_param_store().get_state(), "optim": svi.optim.get_state(),
+             "rng": pyro.util.get_rng_state()},
+            {"step": done, "losses": np.array(losses[:done])})

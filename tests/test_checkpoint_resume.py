@@ -1,6 +1,6 @@
 """Checkpoint and resume, each test held to the checkpoint it reads.
 
-NUTS on the fast path (Laplace start, parallel chains; the NumPy and Pyro samplers), NUTS
+NUTS and HMC on the fast path (Laplace start, parallel chains of the pure kernels), NUTS
 on the model-tracing path, Pyro's SVI loop and the command line (the NumPy SVI loop's is in
 test_lean_svi.py). A run interrupted by SIGTERM (or between chains) saves its state; every
 resume test checks three things:
@@ -32,7 +32,7 @@ from bayes_irl import GridWorld
 from bayes_irl.app.cli import main
 from bayes_irl.app.fit_checks import COMPLETE_MARKER
 from bayes_irl.inference import ExactNormalizer, fit
-from bayes_irl.inference.backends.lean_nuts import LeanNUTS
+from bayes_irl.inference.backends import adaptation, hmc_kernel, nuts_kernel
 from bayes_irl.inference.checkpoint import FitInterrupted, MCMCCheckpoint, SVICheckpoint
 from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
 from bayes_irl.models import DemonstrationModel
@@ -49,58 +49,59 @@ def tiny():
 class _TransitionLog:
     """Spies on the samplers: the warm-up steps and draws actually run, summed over chains.
 
-    The NumPy NUTS takes a warm-up step as ``LeanNUTS.sample`` then ``LeanNUTS.adapt``
-    and a draw as ``sample`` alone; Pyro's kernels (fast path and model-tracing path) call
-    the stats recorder's hook after every transition with its stage. The spies append to a
+    The fast path's kernels take a warm-up step as ``step`` then ``adaptation.update`` and
+    a draw as ``step`` alone; Pyro's kernels (model-tracing path) call the stats
+    recorder's hook after every transition with its stage. The spies append to a
     file: chains in worker processes (fork) inherit them, not this process's memory.
     """
 
     def __init__(self, monkeypatch, path) -> None:
         self.path = path
-        sample, adapt, hook = LeanNUTS.sample, LeanNUTS.adapt, SamplerStatsRecorder.hook
+        steps = {kernel: kernel.step for kernel in (nuts_kernel, hmc_kernel)}
+        update, hook = adaptation.update, SamplerStatsRecorder.hook
 
         def note(event: str) -> None:
             with open(path, "a") as file:
                 file.write(event + "\n")
 
-        def counting_sample(self):
-            note("numpy_sample")
-            return sample(self)
+        def counting_step(kernel):
+            def step(state, potential):
+                note("kernel_step")
+                return steps[kernel](state, potential)
+            return step
 
-        def counting_adapt(self, accept):
-            note("numpy_adapt")
-            return adapt(self, accept)
+        def counting_update(state, acceptance_rate):
+            note("kernel_adapt")
+            return update(state, acceptance_rate)
 
         def counting_hook(self, kernel, samples, stage, i):
             note("pyro_warmup" if stage == "Warmup" else "pyro_draw")
             return hook(self, kernel, samples, stage, i)
 
-        monkeypatch.setattr(LeanNUTS, "sample", counting_sample)
-        monkeypatch.setattr(LeanNUTS, "adapt", counting_adapt)
+        for kernel in steps:
+            monkeypatch.setattr(kernel, "step", counting_step(kernel))
+        monkeypatch.setattr(adaptation, "update", counting_update)
         monkeypatch.setattr(SamplerStatsRecorder, "hook", counting_hook)
 
     def take(self) -> dict:
         """The counts since the last call: ``{"warmup": steps, "draws": draws}``."""
         events = Counter(self.path.read_text().split()) if self.path.exists() else Counter()
         self.path.unlink(missing_ok=True)
-        return {"warmup": events["numpy_adapt"] + events["pyro_warmup"],
-                "draws": events["numpy_sample"] - events["numpy_adapt"] + events["pyro_draw"]}
+        return {"warmup": events["kernel_adapt"] + events["pyro_warmup"],
+                "draws": events["kernel_step"] - events["kernel_adapt"] + events["pyro_draw"]}
 
 
 def _saved_draws(path) -> int:
     """Draws per chain in a fast-path MCMC checkpoint (read from the file itself)."""
-    state = torch.load(path, weights_only=False)["run"]["state"]
-    return sum(state["blocks"]) - state["pending"]
+    progress = torch.load(path, weights_only=False)["progress"]
+    return sum(progress["blocks"]) - progress["pending"]
 
 
 def _halve_step_sizes(path, out) -> None:
     """Copy a fast-path MCMC checkpoint with every chain's adapted step size halved."""
     payload = torch.load(path, weights_only=False)
-    for chain in payload["run"]["state"]["states"]:
-        if "sampler" in chain:  # the NumPy NUTS
-            chain["sampler"]["step_size"] *= 0.5
-        else:  # Pyro's kernel: the step size lives in its adapter
-            chain["kernel"]["_adapter"]["step_size"] *= 0.5
+    payload["states"] = [state._replace(step_size=0.5 * state.step_size)
+                         for state in payload["states"]]
     torch.save(payload, out)
 
 
@@ -111,8 +112,8 @@ class _SigtermAfter(MCMCCheckpoint):
         super().__init__(path, **options)
         self.saves, self.kill_after = 0, kill_after
 
-    def save_run(self, key, state) -> None:
-        super().save_run(key, state)
+    def save(self, states, progress) -> None:
+        super().save(states, progress)
         self.saves += 1
         if self.saves == self.kill_after:
             os.kill(os.getpid(), signal.SIGTERM)
@@ -175,14 +176,14 @@ def test_sigterm_mid_sampling_then_resume_is_bit_identical(tiny, tmp_path, monke
                                                            method, adapt_mass_matrix):
     model, demos = tiny
     # saves: 1 after the warm-up, 2 after 10 draws per chain -> SIGTERM with 10 of 20 done.
-    # The samplers of the fast path: the NumPy NUTS (the default), the warm-up that adapts
-    # the mass matrix too, and Pyro's kernel (HMC).
+    # The kernels of the fast path: NUTS (the default), with the warm-up that adapts the
+    # mass matrix too, and HMC.
     uninterrupted, resumed, other, counts, saved = _interrupt_and_resume(
         model, demos, tmp_path, monkeypatch, kill_after=2, num_samples=20, parallel=False,
         method=method, adapt_mass_matrix=adapt_mass_matrix)
     assert resumed.attrs["sampler"] == uninterrupted.attrs["sampler"]
     if not adapt_mass_matrix:
-        assert resumed.attrs["sampler"] == ("pyro" if method == "hmc" else "numpy_nuts")
+        assert resumed.attrs["sampler"] == f"numpy_{method}"
     assert saved == 10
     assert resumed.samples["weights"].shape == (2, 20, 4)  # the final draw count
     _assert_resumed_from(saved, uninterrupted, resumed, other, counts, warmup_steps=20)
@@ -270,8 +271,8 @@ def test_cli_nuts_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch):
 class _StopAfterChain(MCMCCheckpoint):
     """Stops the run once chain 0 is saved, as a Ctrl-C during chain 1 would."""
 
-    def save_chain(self, chain, key, result) -> None:
-        super().save_chain(chain, key, result)
+    def save(self, states, progress) -> None:
+        super().save(states, progress)
         raise KeyboardInterrupt
 
 
@@ -288,7 +289,7 @@ def test_tracing_path_resume_reruns_only_the_unfinished_chain(tiny, tmp_path, mo
     with pytest.raises(KeyboardInterrupt):
         fit(model, demos, checkpoint=_StopAfterChain(path), **options)
     payload = torch.load(path, weights_only=False)  # a copy with chain 0's draws moved by 1
-    payload["chains"][0]["draws"]["weights"] = payload["chains"][0]["draws"]["weights"] + 1
+    payload["states"][0]["draws"]["weights"] = payload["states"][0]["draws"]["weights"] + 1
     torch.save(payload, tampered)
     log.take()
     resumed = fit(model, demos, checkpoint=MCMCCheckpoint(path, resume=True), **options)
@@ -311,11 +312,11 @@ class _SVISteps(SVICheckpoint):
         super().__init__(path, **options)
         self.after, self.steps_run = after, []
 
-    def step_done(self, step, losses) -> None:
-        self.steps_run.append(step)
-        if step + 1 == self.after:
+    def step_done(self, done, total, snapshot) -> None:
+        self.steps_run.append(done - 1)
+        if done == self.after:
             os.kill(os.getpid(), signal.SIGTERM)
-        super().step_done(step, losses)
+        super().step_done(done, total, snapshot)
 
 
 def test_pyro_svi_sigterm_then_resume_is_bit_identical(tiny, tmp_path):
@@ -330,7 +331,7 @@ def test_pyro_svi_sigterm_then_resume_is_bit_identical(tiny, tmp_path):
     with pytest.raises(FitInterrupted, match="SIGTERM after 60 steps"):
         fit(model, demos, checkpoint=_SVISteps(path, after=60, every=25), **options)
     payload = torch.load(path, weights_only=False)  # a copy with another torch RNG state
-    payload["rng"]["torch"] = torch.Generator().manual_seed(12345).get_state()
+    payload["states"]["rng"]["torch"] = torch.Generator().manual_seed(12345).get_state()
     torch.save(payload, tampered)
     counted = _SVISteps(path, resume=True)
     resumed = fit(model, demos, checkpoint=counted, **options)

@@ -17,7 +17,7 @@ import torch
 
 from bayes_irl.app.cli import OUTPUT_FILES, REWARD_MAP_FILE, main
 from bayes_irl.app.fit_checks import COMPLETE_MARKER
-from bayes_irl.inference.checkpoint import SVICheckpoint
+from bayes_irl.inference.checkpoint import Checkpoint
 from tests.helpers import wait_for_file
 
 SMALL = ["--grid-size", "3", "--horizon", "4", "--num-demos", "30", "--no-progress"]
@@ -110,19 +110,19 @@ def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch):
     assert not (killed / COMPLETE_MARKER).exists()  # recognisably unfinished
     assert not (killed / "posterior.nc").exists()
     payload = torch.load(killed / "svi_checkpoint.pt", weights_only=False)
-    saved = payload["step"]  # where the SIGTERM stopped it
+    saved = payload["progress"]["step"]  # where the SIGTERM stopped it
     tampered = tmp_path / "tampered"  # the same folder, another torch RNG state in the file
     shutil.copytree(killed, tampered)
-    payload["rng"]["torch"] = torch.Generator().manual_seed(12345).get_state()
+    payload["states"]["rng"]["torch"] = torch.Generator().manual_seed(12345).get_state()
     torch.save(payload, tampered / "svi_checkpoint.pt")
     steps_run = []  # the steps each in-process run takes (the loop reports every one)
-    step_done = SVICheckpoint.step_done
+    step_done = Checkpoint.step_done
 
-    def counting_step_done(self, step, losses):
-        steps_run.append(step)
-        return step_done(self, step, losses)
+    def counting_step_done(self, done, total, snapshot):
+        steps_run.append(done - 1)  # the 0-based step just done
+        return step_done(self, done, total, snapshot)
 
-    monkeypatch.setattr(SVICheckpoint, "step_done", counting_step_done)
+    monkeypatch.setattr(Checkpoint, "step_done", counting_step_done)
     assert main([*fit_args, "--out", str(killed), "--resume"]) == 0
     resumed_steps, steps_run[:] = list(steps_run), []
     clean = tmp_path / "clean"

@@ -1,4 +1,4 @@
-"""The NumPy SVI loop for Gaussian guides (inference/backends/lean_svi.py) and its use by
+"""The NumPy SVI loop for Gaussian guides (inference/backends/gaussian_vi.py) and its use by
 run_svi: against exact answers (a Gaussian target; the ELBO optimum by Gauss-Hermite
 quadrature on the 3x3 gridworld; the exact posterior by quadrature) and against Pyro's SVI.
 
@@ -17,8 +17,8 @@ import torch
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer, fit
+from bayes_irl.inference.backends.gaussian_vi import fit_gaussian_guide
 from bayes_irl.inference.backends.laplace import model_laplace
-from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
 from bayes_irl.inference.checkpoint import FitInterrupted, SVICheckpoint
 from bayes_irl.models import DemonstrationModel
 from tests.helpers import exact_posterior_moments
@@ -187,9 +187,9 @@ class _CountingSteps(SVICheckpoint):
         super().__init__(path, **options)
         self.steps_run = []
 
-    def lean_step_done(self, steps, num_steps, key, state) -> None:
-        self.steps_run.append(steps)
-        super().lean_step_done(steps, num_steps, key, state)
+    def step_done(self, done, total, snapshot) -> None:
+        self.steps_run.append(done)
+        super().step_done(done, total, snapshot)
 
 
 def test_checkpoint_resume_is_bit_identical(problem, tmp_path):
@@ -207,7 +207,7 @@ def test_checkpoint_resume_is_bit_identical(problem, tmp_path):
         fit(model, demos, method="svi", checkpoint=_SignalAfter(path, after=60, every=25),
             **options)
     payload = torch.load(path, weights_only=False)
-    payload["state"] = payload["state"]._replace(
+    payload["states"] = payload["states"]._replace(
         rng_state=np.random.default_rng(12345).bit_generator.state)
     torch.save(payload, tampered)
     counted = _CountingSteps(path, resume=True)

@@ -134,15 +134,13 @@ def run_mcmc(
         jit_compile: use Pyro's JIT for the potential energy.
         seed: chain c is seeded with ``seed + c``.
         progress_bar: Pyro's per-chain progress bar.
-        sufficient_statistics: sample with :func:`sufficient_statistics_potential`
-            (cost per gradient independent of the number of demonstrations). None
-            (default): wherever the model offers it (e.g. a demonstration model with a
-            linear reward, an exact global normaliser and full-length demonstrations; the
-            posterior is the same, only cheaper); True:
-            require it (ValueError where it does not apply); False: trace the model at
-            every gradient.
-        checkpoint: an :class:`~bayes_irl.inference.checkpoint.MCMCCheckpoint`. Fast
-            path: every chain's adapted sampler, RNG and draws so far are saved after the
+        sufficient_statistics: None (default): the model's potential, fast where it
+            offers sufficient statistics, traced from its program otherwise; True:
+            require the sufficient-statistics potential (ValueError where it does not
+            apply); False: Pyro's kernels tracing the model at every gradient.
+        checkpoint: a :class:`~bayes_irl.inference.checkpoint.Checkpoint` (e.g. an
+            ``MCMCCheckpoint``). Fast path: every chain's kernel state (adaptation,
+            position, RNG) and draws so far are saved after the
             warm-up, every ``checkpoint.every`` draws and on SIGINT/SIGTERM, and a resumed
             run continues the chains bit-identically with no new warm-up. Model-tracing
             path: each finished chain (draws, statistics, adapted step size and mass
@@ -215,8 +213,12 @@ def run_mcmc(
     start = time.perf_counter()
     key = {"seed": seed, "kernel": kernel, "num_samples": num_samples,
            "warmup_steps": warmup_steps, "max_tree_depth": max_tree_depth}
+    finished: dict[int, dict] = {}  # the chains done, as the checkpoint holds them
+    if checkpoint is not None:
+        saved = checkpoint.begin("pyro_mcmc", key, on_mismatch="warn")
+        finished = {} if saved is None else dict(saved[0])
     for chain in range(num_chains):
-        saved = None if checkpoint is None else checkpoint.load_chain(chain, key)
+        saved = finished.get(chain)
         if saved is not None:  # finished before an interruption: reuse, do not rerun
             chains.append(saved["draws"])
             diverging.append(saved["diverging"])
@@ -275,10 +277,11 @@ def run_mcmc(
         step_sizes.append(np.full(num_samples, float(mcmc_kernel.step_size)))
         accept.append(float(diag.get("acceptance rate", {}).get("chain 0", np.nan)))
         if checkpoint is not None:
-            checkpoint.save_chain(chain, key, {
+            finished[chain] = {
                 "draws": chains[-1], "diverging": div, "step_size": step_sizes[-1],
                 "accept": accept[-1], "stats": recorders[-1].stats(),
-                "inverse_mass_matrix": mcmc_kernel.inverse_mass_matrix})
+                "inverse_mass_matrix": mcmc_kernel.inverse_mass_matrix}
+            checkpoint.save(finished, {"chains_done": sorted(finished)})
     wall = time.perf_counter() - start
     latent = set(model.latent_dims)
     samples = {k: torch.stack([c[k] for c in chains]) for k in chains[0] if k in latent}
@@ -346,11 +349,10 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
         method=kernel,
         model=model,
         data=data,
-        sample_stats={
-            "diverging": run.diverging,
-            "step_size": np.repeat(run.step_size[:, None], draws, axis=1),
-            **run.stats,
-        },
+        # the kernels' info per draw under ArviZ's names; not their lp (-U in the
+        # unconstrained space, Jacobian included): the Posterior's lp is the model's log
+        # joint
+        sample_stats={k: v for k, v in run.stats.items() if k != "lp"},
         attrs={
             "seed": seed,
             "num_chains": num_chains,

@@ -28,6 +28,7 @@ from pyro.nn import PyroParam
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
+from bayes_irl.inference.backends.gaussian_vi import fit_gaussian_guide
 from bayes_irl.inference.backends.importance_svi import (
     fit_importance_guide,
     importance_svi_applies,
@@ -37,10 +38,10 @@ from bayes_irl.inference.backends.laplace import (
     laplace_start,
     model_laplace,
 )
-from bayes_irl.inference.backends.lean_svi import fit_gaussian_guide
-from bayes_irl.inference.guides import GUIDES
+from bayes_irl.inference.checkpoint import pyro_svi_snapshot, resume_pyro_svi
+from bayes_irl.inference.variational_families import GUIDES
 from bayes_irl.inference.posterior import Posterior
-from bayes_irl.inference.rng import preserve_global_state
+from bayes_irl.inference.global_random_state import preserve_global_state
 from bayes_irl.models.potential import TorchPotential
 from bayes_irl.parameter_layout import ParameterLayout
 from bayes_irl.protocols import Potential
@@ -162,8 +163,8 @@ def optimise(
     converged = False
     last_check = 0
     start = time.perf_counter()
-    first = 0 if checkpoint is None else checkpoint.start(
-        svi, guide, data, losses, has_callback=callback is not None)
+    first = 0 if checkpoint is None else resume_pyro_svi(
+        checkpoint, svi, guide, data, losses, has_callback=callback is not None)
 
     def plateau_at(done: int) -> bool:
         """Whether the stopping rule sees a plateau after ``done`` steps."""
@@ -191,7 +192,8 @@ def optimise(
             if callback is not None:
                 callback(step, loss, guide)
             if checkpoint is not None:
-                checkpoint.step_done(step, losses)
+                checkpoint.step_done(step + 1, num_steps,
+                                     lambda done=step + 1: pyro_svi_snapshot(svi, losses, done))
             if step % 50 == 0 or step == num_steps - 1:
                 bar.set_postfix(loss=f"{loss:.3f}")
             bar.update()
@@ -413,7 +415,7 @@ def _lean_applies(laplace: LaplaceFit | None, guide) -> bool:
 def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
                   learning_rate: float, num_pairs: int, num_samples: int, seed: int,
                   window: int | None, checkpoint) -> Posterior:
-    """SVI of a Gaussian guide by :func:`~bayes_irl.inference.backends.lean_svi.fit_gaussian_guide`.
+    """SVI of a Gaussian guide by :func:`.gaussian_vi.fit_gaussian_guide`.
 
     The fitted mean and Cholesky factor go into the same Pyro guide the Pyro path would
     return (started at them instead of the Laplace fit), and the draws come from
@@ -427,10 +429,13 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
     key = {"num_steps": num_steps, "seed": seed, "learning_rate": learning_rate,
            "num_pairs": num_pairs, "window": window, "mean_field": mean_field,
            "loc": laplace.loc.tolist(), "covariance": laplace.covariance.tolist()}
-    state = None if checkpoint is None else checkpoint.load_lean(key)
+    saved = None if checkpoint is None else checkpoint.begin("gaussian_vi", key)
+    state = None if saved is None else saved[0]
+    if state is not None:
+        checkpoint.resumed_from = state.step
 
-    def on_step(steps: int, current: dict) -> None:
-        checkpoint.lean_step_done(steps, num_steps, key, current)
+    def on_step(steps: int, current) -> None:
+        checkpoint.step_done(steps, num_steps, lambda: (current, {"step": steps}))
 
     with checkpoint or contextlib.nullcontext():
         fitted = fit_gaussian_guide(
