@@ -19,8 +19,7 @@ from bayes_irl.inference.diagnostics import (
     importance_diagnostics,
 )
 from bayes_irl.inference.fit import fit, register_backend
-from bayes_irl.inference.guide_training import GuidePolicyTrainer
-from bayes_irl.inference.guides import GUIDES, neural_spline_guide
+from bayes_irl.inference.guide_policy_training import GuidePolicyTrainer
 from bayes_irl.inference.normalizers import (
     ExactNormalizer,
     ImportanceNormalizer,
@@ -30,6 +29,7 @@ from bayes_irl.inference.normalizers import (
     TwistedProposal,
 )
 from bayes_irl.inference.posterior import Posterior, pointwise_log_likelihood
+from bayes_irl.inference.variational_families import GUIDES, neural_spline_guide
 
 __all__ = [
     "BACKENDS",

@@ -30,8 +30,8 @@ import pyro
 from bayes_irl.inference.backends import BACKENDS
 from bayes_irl.inference.backends.rationality import warn_if_gaussian_on_rationality
 from bayes_irl.inference.convergence import check_convergence, enforce
+from bayes_irl.inference.global_random_state import preserve_global_state
 from bayes_irl.inference.posterior import Posterior
-from bayes_irl.inference.rng import preserve_global_state
 
 __all__ = ["fit", "BACKENDS", "backend_options", "register_backend"]
 

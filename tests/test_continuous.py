@@ -15,7 +15,7 @@ from bayes_irl.continuous import TrajectoryLayout
 from bayes_irl.gym_envs import LinearQuadraticVectorEnv
 from bayes_irl.inference import fit
 from bayes_irl.inference.diagnostics import ImportanceWarning
-from bayes_irl.inference.guide_training import GuidePolicyTrainer
+from bayes_irl.inference.guide_policy_training import GuidePolicyTrainer
 from bayes_irl.inference.normalizers.exact import ExactNormalizer
 from bayes_irl.inference.normalizers.importance import ImportanceNormalizer
 from bayes_irl.inference.normalizers.simulator_proposal import SimulatorProposal, rollout

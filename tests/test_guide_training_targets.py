@@ -15,7 +15,7 @@ import torch
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer, run_svi
-from bayes_irl.inference.guide_training import GuidePolicyTrainer
+from bayes_irl.inference.guide_policy_training import GuidePolicyTrainer
 from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, TwistedProposal
 from bayes_irl.models import DemonstrationModel
 

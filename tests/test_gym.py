@@ -12,7 +12,7 @@ import torch
 from bayes_irl.gym_envs import LinearQuadraticEnv, LinearQuadraticVectorEnv
 from bayes_irl.inference import fit
 from bayes_irl.inference.convergence import ConvergenceWarning
-from bayes_irl.inference.guide_training import GuidePolicyTrainer
+from bayes_irl.inference.guide_policy_training import GuidePolicyTrainer
 from bayes_irl.inference.normalizers.importance import ImportanceNormalizer
 from bayes_irl.inference.normalizers.simulator_proposal import SimulatorProposal
 from bayes_irl.linear_quadratic import LinearQuadraticMDP, sample_demonstrations

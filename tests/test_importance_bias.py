@@ -15,8 +15,8 @@ from bayes_irl.inference import (
     SMCNormalizer,
     TwistedProposal,
 )
-from bayes_irl.inference.averaging import IterateAveraging, chain_callbacks
 from bayes_irl.inference.diagnostics import importance_diagnostics, smc_relative_variance
+from bayes_irl.inference.iterate_averaging import IterateAveraging, chain_callbacks
 from bayes_irl.inference.normalizers.importance import ImportanceNormalizer
 
 

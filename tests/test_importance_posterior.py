@@ -16,7 +16,7 @@ import torch
 from helpers import random_sparse_mdp
 
 from bayes_irl.inference import ExactNormalizer, GuidePolicyTrainer, fit, run_svi
-from bayes_irl.inference.averaging import IterateAveraging, chain_callbacks
+from bayes_irl.inference.iterate_averaging import IterateAveraging, chain_callbacks
 from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, TwistedProposal
 from bayes_irl.models import DemonstrationModel
 from bayes_irl.rewards import LinearReward

@@ -194,7 +194,7 @@ def test_guide_policy_trained_by_importance_normaliser_is_the_rlhf_policy(env, s
     """The guide policy of the ImportanceNormalizer (inference/importance.py), trained by
     GuidePolicyTrainer (inference/guide_policy.py, REINFORCE on the reverse KL), converges to
     pi* = pi_ref exp(R / beta) / Z: the guide IS an RLHF policy."""
-    from bayes_irl.inference.guide_training import GuidePolicyTrainer
+    from bayes_irl.inference.guide_policy_training import GuidePolicyTrainer
     from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, PolicyProposal
     from bayes_irl.policies import TabularPolicy
 

@@ -3,8 +3,9 @@ r"""The parameter-space importance-sampling back-end: sampling-importance-resamp
 This module holds :func:`run_importance` (``fit(..., method="importance")``) and
 :func:`prior_proposal`, the model's prior as its default proposal. Any Pyro guide over
 theta can be the proposal instead, e.g. a guide fitted by the SVI back-end (flow guides
-are selected by name from :data:`bayes_irl.inference.guides.GUIDES`). Every algorithm is
-one keyword of :func:`bayes_irl.inference.fit` and returns the same :class:`Posterior`.
+are selected by name from :data:`bayes_irl.inference.variational_families.GUIDES`).
+Every algorithm is one keyword of :func:`bayes_irl.inference.fit` and returns the same
+:class:`Posterior`.
 
 Proposals: ``proposal="prior"`` (default), a guide fitted by SVI (``post.extra["guide"]``,
 e.g. ``fit(m, d, method="svi", guide="iaf")``: a heavier-tailed guide gives better

@@ -59,7 +59,7 @@ from torch.distributions import constraints
 
 from bayes_irl.inference.backends.lean_svi import LeanSVIFit, fit_gaussian_guide
 from bayes_irl.inference.diagnostics import KHAT_THRESHOLD, ImportanceWarning
-from bayes_irl.inference.guide_training import GuidePolicyTrainer
+from bayes_irl.inference.guide_policy_training import GuidePolicyTrainer
 from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, Proposal
 from bayes_irl.mdp import TabularMDP
 from bayes_irl.models.statistics_potential import closed_form_normal

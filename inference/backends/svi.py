@@ -39,9 +39,9 @@ from bayes_irl.inference.backends.laplace import (
     model_laplace,
 )
 from bayes_irl.inference.checkpoint import pyro_svi_snapshot, resume_pyro_svi
-from bayes_irl.inference.variational_families import GUIDES
-from bayes_irl.inference.posterior import Posterior
 from bayes_irl.inference.global_random_state import preserve_global_state
+from bayes_irl.inference.posterior import Posterior
+from bayes_irl.inference.variational_families import GUIDES
 from bayes_irl.models.potential import TorchPotential
 from bayes_irl.parameter_layout import ParameterLayout
 from bayes_irl.protocols import Potential

@@ -15,7 +15,7 @@ self-normalised gradient
     d log Z_hat / d theta = sum_k wbar_k dR_theta(x_k)/d theta,  wbar_k = w_k / sum_j w_j.
 
 One normaliser, :class:`ImportanceNormalizer`, for every trajectory space; the proposals
-(all :class:`torch.nn.Module`, trained by :class:`bayes_irl.inference.guide_training.
+(all :class:`torch.nn.Module`, trained by :class:`bayes_irl.inference.guide_policy_training.
 GuidePolicyTrainer`) are :class:`PolicyProposal` and :class:`TwistedProposal` (tabular; their
 log-weights in :mod:`bayes_irl.inference.normalizers.tabular_proposals`, re-exported here)
 and :class:`~bayes_irl.inference.normalizers.simulator_proposal.SimulatorProposal`
@@ -362,7 +362,7 @@ class ImportanceNormalizer(TrajectoryBankNormalizer):
             the bank's error in E_wbar[phi] then averages out over steps instead of moving
             the posterior mode by ~sqrt(n / ESS) sd (see
             :mod:`bayes_irl.inference.diagnostics`); pair it with iterate averaging
-            (:class:`bayes_irl.inference.averaging.IterateAveraging`).
+            (:class:`bayes_irl.inference.iterate_averaging.IterateAveraging`).
         num_observations: n, for the expected mode shift in the diagnostics.
 
     Raises:

@@ -43,7 +43,7 @@ is the reweighting's; ``khat_policy`` acts on k-hat > 0.7 or an ESS below
 min(:data:`MIN_SWEEP_ESS`, K / 10): a sweep can be off by a nat while every k-hat reads
 below 0.7.
 The reference reward is updated by ``refresh(reward, theta)`` (e.g. by
-:class:`bayes_irl.inference.guide_training.GuidePolicyTrainer`, which refreshes after
+:class:`bayes_irl.inference.guide_policy_training.GuidePolicyTrainer`, which refreshes after
 training).
 """
 

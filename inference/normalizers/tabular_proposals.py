@@ -3,7 +3,7 @@ r"""Tabular importance proposals: a guide policy through the true dynamics, or t
 The proposals q over full-length trajectories of a :class:`bayes_irl.mdp.TabularMDP` used
 by :class:`bayes_irl.inference.normalizers.importance.ImportanceNormalizer` and
 :class:`bayes_irl.inference.normalizers.smc.SMCNormalizer` (all :class:`torch.nn.Module`,
-trained by :class:`bayes_irl.inference.guide_training.GuidePolicyTrainer`). Every method
+trained by :class:`bayes_irl.inference.guide_policy_training.GuidePolicyTrainer`). Every method
 returns ``log b - log q`` pieces, b the base measure:
 
 * :class:`PolicyProposal`: q(x) = p0(s_0) prod_t pi_t(a_t | s_t) p(s_{t+1} | s_t, a_t) with

@@ -1,7 +1,7 @@
 r"""Training the guide policy (the importance proposal q) against a reward.
 
 The guide policy has its own torch optimiser and objective, separate from the Pyro guide
-over theta (:mod:`bayes_irl.inference.guides`). For a reward R_theta and log-weights
+over theta (:mod:`bayes_irl.inference.variational_families`). For a reward R_theta and log-weights
 log w(x) = R_theta(x) + log b(x) - log q(x), x ~ q, with M parameter vectors theta_m
 (e.g. draws from the current Pyro guide) the objectives are averaged over m:
 
