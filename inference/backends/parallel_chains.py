@@ -11,8 +11,9 @@ or the one traced from the Pyro program):
 * Sigma is the initial dense inverse mass matrix: in the whitened space the posterior is
   close to N(0, I); the warm-up (300 steps by default) adapts the step size by dual
   averaging and, with ``adapt_mass_matrix`` (the default), replaces Sigma by the
-  covariance of the draws of its middle half (:func:`warm_up`): where the posterior is
-  skewed, the mode's curvature misstates the typical set;
+  covariance of the draws of its middle half
+  (:func:`~bayes_irl.inference.backends.adaptation.window_adaptation`): where the
+  posterior is skewed, the mode's curvature misstates the typical set;
 * each chain runs in its own worker process (``fork``; one torch thread each), so two
   chains on two cores take the time of one;
 * draws are sized for a target bulk ESS (400 per parameter by default): a first block,
