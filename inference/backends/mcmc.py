@@ -1,9 +1,13 @@
 """Hamiltonian Monte Carlo back-ends (NUTS and HMC) with several chains.
 
-Fast default wherever the model offers a cheap potential: Laplace start, the Laplace
-covariance as the mass matrix, a short warm-up, parallel chains and draws sized for a
-target bulk ESS (:mod:`bayes_irl.inference.backends.parallel_chains`). The rest of this
-note describes the model-tracing path (``init="uniform"`` or no potential).
+Default (``init="laplace"``), for every model whose potential is deterministic: the
+model's :class:`~bayes_irl.protocols.Potential` (:func:`bayes_irl.models.model_potential`:
+its exact fast one, or the one traced from its Pyro program), the Laplace start, the
+Laplace covariance as the initial mass matrix, a windowed warm-up, parallel chains and
+draws sized for a target bulk ESS (:mod:`bayes_irl.inference.backends.parallel_chains`).
+The rest of this note describes the model-tracing path of Pyro's kernels (``init="uniform"``,
+``sufficient_statistics=False``, or a model whose Laplace start fails: a Hessian that is
+not positive definite at the MAP, recorded in ``attrs["laplace_start"]``).
 
 Chains are run one after another in this process, each with its own seed and its own
 random initialisation (``init_to_uniform`` on (-2, 2) in the unconstrained space), so the
@@ -15,20 +19,16 @@ Tree depth: the prototype measured that NUTS at Pyro's default depth (10) did no
 2 x 600 draws in 12 minutes on a 10x10 grid while depth 6 mixed (r_hat <= 1.02) in 98 s;
 the posteriors of linear rewards are close to Gaussian, where short trajectories suffice.
 
-Sufficient statistics: for a linear reward, the global model and full-length
-demonstrations, the log-likelihood of n demonstrations is
+Sufficient statistics: for a linear reward and an exact normaliser, the log-likelihood of
+n demonstrations is
 
-    sum_i log P(x_i | theta) = theta . Phi - n log Z(theta) + const,
-    Phi = sum_i sum_t phi(s_t, a_t),
+    sum_i log P(x_i | theta) = theta . Phi + sum_{t, s} W[t, s] V_t(s) - m log Z(theta),
 
-so the potential energy -log p(theta) - theta . Phi + n log Z(theta) costs one exact
-recursion per gradient, whatever n is. The model builds it
-(:meth:`bayes_irl.models.DemonstrationModel.sufficient_statistics_potential`; the back-end
-asks through :func:`sufficient_statistics_potential` and never reads model internals) and
-:func:`run_mcmc` passes it to Pyro's NUTS/HMC as ``potential_fn`` (no model tracing per
-gradient). It is used by default wherever the model offers it (``sufficient_statistics=None``,
-the default; the posterior is the same, only cheaper); ``True`` requires it and ``False``
-keeps the model-tracing path.
+with the summed feature counts Phi and a (T + 1, S) table W of where early-ending
+demonstrations stop and where given initial states start (m demonstrations have s_0
+modelled; the causal model has only the W term), so the potential costs one exact
+recursion per gradient, whatever n is. ``sufficient_statistics=True`` requires it (a
+ValueError where the model does not offer it); ``False`` keeps the model-tracing path.
 """
 
 from __future__ import annotations
