@@ -23,7 +23,7 @@ progress come back when resuming), then :meth:`Checkpoint.step_done` after each 
 :class:`FitInterrupted`. A resumed run continues bit-identically.
 
 Tested in tests/test_checkpoint_resume.py (the chains, the model-tracing path, Pyro's SVI
-loop, the command line) and tests/test_lean_svi.py (Gaussian VI): each resume test counts
+loop, the command line) and tests/test_gaussian_vi.py (Gaussian VI): each resume test counts
 the steps (or warm-up steps and draws) the resumed run takes, which must be only the
 remaining ones, and resumes a copy of the checkpoint with one thing changed (the RNG
 state, the step sizes, saved draws), which must change the result after the saved part.

@@ -8,7 +8,7 @@ method        back-end
 ============  ==================================================================
 "svi"         :func:`bayes_irl.inference.backends.svi.run_svi` (default guide
               AutoMultivariateNormal; ``guide=`` any autoguide name/class/callable)
-"laplace"     :func:`bayes_irl.inference.backends.svi.run_laplace` (MAP + Hessian)
+"laplace"     :func:`bayes_irl.inference.backends.laplace_backend.run_laplace` (MAP + Hessian)
 "nuts"        :func:`bayes_irl.inference.backends.mcmc.run_mcmc` with the NUTS kernel
 "hmc"         :func:`bayes_irl.inference.backends.mcmc.run_mcmc` with fixed-length HMC
 "importance"  :func:`bayes_irl.inference.backends.importance.run_importance` (SIR)
@@ -43,15 +43,14 @@ def register_backend(name: str, backend: Callable[..., Posterior]) -> None:
 
 def _forwarded_to(backend: Callable) -> tuple[Callable, frozenset[str]] | None:
     """The function a back-end passes its ``**options`` to, and the names it fixes itself."""
-    from bayes_irl.inference.backends import mcmc, svi
+    from bayes_irl.inference.backends import laplace_backend, mcmc, svi
 
     table = {
-        getattr(svi, "run_laplace", None): (getattr(svi, "run_svi", None), frozenset()),
-        getattr(mcmc, "run_nuts", None): (getattr(mcmc, "run_mcmc", None), frozenset({"kernel"})),
-        getattr(mcmc, "run_hmc", None): (getattr(mcmc, "run_mcmc", None), frozenset({"kernel"})),
+        laplace_backend.run_laplace: (svi.run_svi, frozenset()),
+        mcmc.run_nuts: (mcmc.run_mcmc, frozenset({"kernel"})),
+        mcmc.run_hmc: (mcmc.run_mcmc, frozenset({"kernel"})),
     }
-    target = table.get(backend)
-    return None if target is None or target[0] is None else target
+    return table.get(backend)
 
 
 def backend_options(method: str) -> list[str] | None:

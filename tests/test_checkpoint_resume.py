@@ -2,7 +2,7 @@
 
 NUTS and HMC on the fast path (Laplace start, parallel chains of the pure kernels), NUTS
 on the model-tracing path, Pyro's SVI loop and the command line (the NumPy SVI loop's is in
-test_lean_svi.py). A run interrupted by SIGTERM (or between chains) saves its state; every
+test_gaussian_vi.py). A run interrupted by SIGTERM (or between chains) saves its state; every
 resume test checks three things:
 
 * the resumed run did only the remaining work: spies count the warm-up steps and draws
@@ -34,7 +34,7 @@ from bayes_irl.app.fit_checks import COMPLETE_MARKER
 from bayes_irl.inference import ExactNormalizer, fit
 from bayes_irl.inference.backends import adaptation, hmc_kernel, nuts_kernel
 from bayes_irl.inference.checkpoint import FitInterrupted, MCMCCheckpoint, SVICheckpoint
-from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
+from bayes_irl.inference.pyro_sampler_stats import SamplerStatsRecorder
 from bayes_irl.models import DemonstrationModel
 from tests.helpers import wait_for_file
 

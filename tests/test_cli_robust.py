@@ -94,7 +94,7 @@ def test_verdict_strict_marker_and_importance(tmp_path, capsys):
 @pytest.mark.slow  # four CLI fits, one in a fresh interpreter (~1-2 min on 2 loaded cores)
 def test_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch):
     # Pyro's SVI loop: the NumPy one stops at stationarity within a second here, before a
-    # signal could reach it (its resume is tested in test_lean_svi)
+    # signal could reach it (its resume is tested in test_gaussian_vi)
     fit_args = ["fit", *SMALL, "--method", "svi", "--num-steps", "1500", "--num-samples",
                 "200", "--checkpoint-every", "50", "--seed", "3", "--svi-backend", "pyro"]
     killed = tmp_path / "killed"

@@ -82,7 +82,7 @@ def test_importance_svi_matches_exact_normaliser_svi():
     with pytest.warns(ConvergenceWarning, match="k-hat reaches"):
         post = fit(model, demos, method="svi", seed=5, progress_bar=False)
     assert post.attrs["convergence_ok"] == 0
-    assert post.attrs["svi_backend"] == "lean"
+    assert post.attrs["svi_backend"] == "gaussian_vi"
     assert post.attrs["potential"] == "importance_fresh_bank"
     assert post.attrs["converged"] == 1
     assert np.isfinite(post.attrs["khat"]) and np.isfinite(post.attrs["mode_shift"])

@@ -80,7 +80,7 @@ def test_fast_backend_second_derivatives(kind):
 
 def test_underflow_is_exact():
     # Rewards spread over ~3000 nats: exp-space sums underflow float64; the kernel takes
-    # its log-space route for those rows (tests/test_lean_kernels.py checks that it does)
+    # its log-space route for those rows (tests/test_soft_bellman_kernel.py checks that it does)
     # and must still equal the log-space reference.
     mdp = _random_dense_mdp(horizon=4)
     rewards = torch.linspace(-3000, 0, 18, dtype=torch.float64).reshape(6, 3)

@@ -76,9 +76,10 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument(
         "--num-steps", type=int, default=5000, help="SVI steps (default 5000, from the Laplace fit)"
     )
-    fit.add_argument("--svi-backend", choices=("auto", "lean", "pyro"), default="auto",
-                     help="SVI loop: NumPy for Gaussian guides on a cheap potential where it "
-                     "applies, stopping at ELBO stationarity (auto), or Pyro's (pyro)")
+    fit.add_argument("--svi-backend", choices=("auto", "gaussian_vi", "pyro"), default="auto",
+                     help="SVI loop: the Gaussian-VI kernel on the model's potential for "
+                     "Gaussian guides, stopping at ELBO stationarity (auto or gaussian_vi), "
+                     "or Pyro's SVI (pyro)")
     fit.add_argument(
         "--num-samples",
         type=int,

@@ -10,9 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from bayes_irl.inference.backends.importance import run_importance
+from bayes_irl.inference.backends.laplace_backend import run_laplace
 from bayes_irl.inference.backends.mcmc import run_hmc, run_mcmc, run_nuts
 from bayes_irl.inference.backends.rationality import run_rationality_importance
-from bayes_irl.inference.backends.svi import run_laplace, run_svi
+from bayes_irl.inference.backends.svi import run_svi
 from bayes_irl.inference.posterior import Posterior
 
 __all__ = [

@@ -47,7 +47,7 @@ from pyro.infer import Trace_ELBO
 from pyro.optim import ClippedAdam
 from pyro.poutine.messenger import Messenger
 
-from bayes_irl.inference.backends.svi import guide_posterior, make_guide
+from bayes_irl.inference.backends.pyro_guides import guide_posterior, make_guide
 from bayes_irl.inference.posterior import Posterior
 from bayes_irl.validation import positive_int
 

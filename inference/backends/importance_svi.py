@@ -25,7 +25,7 @@ with self-normalised weights wbar_k. Three stages:
    N(point, H^-1). It stops once a full Newton step moves by less than 0.5 sds. A fixed bank's
    error moves this mode by about sqrt(n / ESS) posterior sds
    (:mod:`bayes_irl.inference.diagnostics`), so it is only the start.
-2. **SVI** by the NumPy loop of :mod:`~bayes_irl.inference.backends.lean_svi`: each step
+2. **SVI** by the NumPy loop of :mod:`~bayes_irl.inference.backends.gaussian_vi`: each step
    draws a **fresh bank** of K trajectories from q, which both antithetic evaluations of the
    step share. A bank's error in E_wbar[phi] is then noise in the gradient rather than a
    bias of the mode: it averages out over the steps of the averaged tail. After every
@@ -57,7 +57,7 @@ import numpy as np
 import torch
 from torch.distributions import constraints
 
-from bayes_irl.inference.backends.lean_svi import LeanSVIFit, fit_gaussian_guide
+from bayes_irl.inference.backends.gaussian_vi import GaussianVIFit, fit_gaussian_guide
 from bayes_irl.inference.diagnostics import KHAT_THRESHOLD, ImportanceWarning
 from bayes_irl.inference.guide_policy_training import GuidePolicyTrainer
 from bayes_irl.inference.normalizers.importance import ImportanceNormalizer, Proposal
@@ -201,7 +201,7 @@ class ImportanceSVIFit:
     """What :func:`fit_importance_guide` returns.
 
     Attributes:
-        fitted: the lean SVI loop's result (guide mean, Cholesky factor, losses, ...).
+        fitted: the Gaussian VI loop's result (guide mean, Cholesky factor, losses, ...).
         start_loc: the start's mode, shape (D,).
         start_covariance: the start's inverse Hessian, shape (D, D).
         potential: ``U({site: theta})`` in torch on the final bank (for the Pyro guide).
@@ -211,7 +211,7 @@ class ImportanceSVIFit:
         wall_time: seconds, start included.
     """
 
-    fitted: LeanSVIFit
+    fitted: GaussianVIFit
     start_loc: np.ndarray
     start_covariance: np.ndarray
     potential: Any

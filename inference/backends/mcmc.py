@@ -43,7 +43,7 @@ from pyro.infer import HMC, MCMC, NUTS
 from bayes_irl.inference.backends.laplace import laplace_start, sufficient_statistics_potential
 from bayes_irl.inference.backends.parallel_chains import run_chains
 from bayes_irl.inference.posterior import Posterior
-from bayes_irl.inference.sampler_stats import SamplerStatsRecorder
+from bayes_irl.inference.pyro_sampler_stats import SamplerStatsRecorder
 from bayes_irl.models.potential import model_potential
 
 __all__ = ["run_mcmc", "run_nuts", "run_hmc", "sufficient_statistics_potential"]

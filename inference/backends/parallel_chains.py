@@ -52,7 +52,9 @@ import arviz as az
 import numpy as np
 import torch
 
-from bayes_irl.inference.backends import adaptation, hmc_kernel, nuts_kernel
+import bayes_irl.inference.backends.adaptation as adaptation
+import bayes_irl.inference.backends.hmc_kernel as hmc_kernel
+import bayes_irl.inference.backends.nuts_kernel as nuts_kernel
 
 __all__ = ["KERNELS", "ChainRun", "Kernel", "run_chains"]
 

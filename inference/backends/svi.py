@@ -12,7 +12,6 @@ of NUTS.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import math
 import time
 from collections.abc import Callable
@@ -22,9 +21,7 @@ import numpy as np
 import pyro
 import pyro.infer.autoguide as autoguide
 import torch
-from pyro import poutine
 from pyro.infer import SVI, Trace_ELBO
-from pyro.nn import PyroParam
 from pyro.optim import ClippedAdam
 from tqdm.auto import tqdm
 
@@ -33,27 +30,23 @@ from bayes_irl.inference.backends.importance_svi import (
     fit_importance_guide,
     importance_svi_applies,
 )
-from bayes_irl.inference.backends.laplace import (
-    LaplaceFit,
-    laplace_start,
-    model_laplace,
+from bayes_irl.inference.backends.laplace import LaplaceFit, laplace_start
+from bayes_irl.inference.backends.pyro_guides import (
+    _guide_class,
+    _laplace_initialised_guide,
+    _potential_model,
+    _starts_at_laplace,
+    guide_posterior,
+    make_guide,
 )
 from bayes_irl.inference.checkpoint import pyro_svi_snapshot, resume_pyro_svi
 from bayes_irl.inference.global_random_state import preserve_global_state
 from bayes_irl.inference.posterior import Posterior
-from bayes_irl.inference.variational_families import GUIDES
 from bayes_irl.models.potential import TorchPotential
 from bayes_irl.parameter_layout import ParameterLayout
 from bayes_irl.protocols import Potential
 
-__all__ = [
-    "SVIResult",
-    "draw_from_guide",
-    "guide_posterior",
-    "make_guide",
-    "run_laplace",
-    "run_svi",
-]
+__all__ = ["SVIResult", "optimise", "run_svi"]
 
 
 
@@ -75,23 +68,6 @@ class SVIResult:
     wall_time: float
     converged: bool = False
     learning_rates: tuple = ()
-
-
-def make_guide(model, guide) -> Callable:
-    """Instantiate ``guide``: a name in :data:`GUIDES`, an autoguide class, or a callable.
-
-    Raises:
-        ValueError: for an unknown name.
-    """
-    if isinstance(guide, str):
-        if guide not in GUIDES:
-            raise ValueError(f"guide must be one of {sorted(GUIDES)} or a callable; got {guide!r}")
-        return GUIDES[guide](model)
-    if isinstance(guide, type) and issubclass(guide, autoguide.AutoGuide):
-        return guide(model)
-    if callable(guide):
-        return guide
-    raise ValueError(f"guide must be a name, an AutoGuide class or a callable; got {guide!r}")
 
 
 def optimise(
@@ -225,26 +201,6 @@ def _plateau(losses: np.ndarray, rtol: float) -> bool:
     return change < max(rtol * abs(after.mean()), 2 * noise)
 
 
-def draw_from_guide(model, guide: Callable, data, num_samples: int) -> dict[str, torch.Tensor]:
-    """Draw ``num_samples`` joint samples of the model's latent sites from the guide.
-
-    Returns:
-        latent site -> tensor of shape (num_samples, *site_shape).
-    """
-    latent = set(model.latent_dims)
-    with torch.no_grad(), pyro.plate("_draws", num_samples, dim=-2):
-        trace = poutine.trace(guide).get_trace(data)
-    samples = {
-        name: site["value"].reshape(num_samples, *site["value"].shape[-1:])
-        for name, site in trace.nodes.items()
-        if site["type"] == "sample" and name in latent
-    }
-    missing = latent - set(samples)
-    if missing:
-        raise ValueError(f"the guide does not sample the latent sites {sorted(missing)}")
-    return samples
-
-
 @preserve_global_state  # the caller's param store and RNG streams survive the fit
 def run_svi(
     model,
@@ -300,13 +256,13 @@ def run_svi(
         rtol: relative loss change that counts as a plateau.
         clip_norm: the elementwise gradient clamp (see :func:`optimise`); None for an
             importance normaliser with a fresh bank per step.
-        svi_backend: ``"auto"`` (default): the NumPy loop of
-            :mod:`~bayes_irl.inference.backends.lean_svi` where it applies (a Laplace
-            start, the ``multivariate_normal`` or ``normal`` guide, a potential with a
-            NumPy gradient in float64), which stops at ELBO-gradient stationarity
+        svi_backend: ``"auto"`` (default): the Gaussian-VI kernel of
+            :mod:`~bayes_irl.inference.backends.gaussian_vi` on the model's potential where
+            it applies (a Laplace start and the ``multivariate_normal`` or ``normal``
+            guide), which stops at ELBO-gradient stationarity
             (``num_steps`` is its cap, ``window`` its window, ``num_particles`` its
             antithetic pairs per step; ``rtol`` and ``clip_norm`` do not apply), else
-            Pyro's SVI; ``"pyro"``: always Pyro's; ``"lean"``: the NumPy loop or a
+            Pyro's SVI; ``"pyro"``: always Pyro's; ``"gaussian_vi"``: the NumPy loop or a
             ValueError where it does not apply.
 
     Returns:
@@ -328,8 +284,9 @@ def run_svi(
     """
     if init not in ("laplace", "prior"):
         raise ValueError(f"init must be 'laplace' or 'prior'; got {init!r}")
-    if svi_backend not in ("auto", "lean", "pyro"):
-        raise ValueError(f"svi_backend must be 'auto', 'lean' or 'pyro'; got {svi_backend!r}")
+    if svi_backend not in ("auto", "gaussian_vi", "pyro"):
+        raise ValueError(
+            f"svi_backend must be 'auto', 'gaussian_vi' or 'pyro'; got {svi_backend!r}")
     # checked whichever loop runs: the NumPy loop does not clamp, but a bad value is an error
     _check_clip_norm(clip_norm)
     pyro.set_rng_seed(seed)
@@ -344,14 +301,14 @@ def run_svi(
     laplace, no_start = None, ""
     if init == "laplace" and not getattr(model, "subsample_size", None) and callback is None:
         laplace, no_start = laplace_start(model, data)
-    lean = svi_backend != "pyro" and _lean_applies(laplace, guide)
-    if svi_backend == "lean" and not lean:
+    gaussian_vi = svi_backend != "pyro" and _gaussian_vi_applies(laplace, guide)
+    if svi_backend == "gaussian_vi" and not gaussian_vi:
         raise ValueError(
-            "svi_backend='lean' needs init='laplace', no subsampling and no callback, the "
-            "'multivariate_normal' or 'normal' guide and a model with a float64 cheap "
-            "potential that has a NumPy gradient; use svi_backend='auto' or 'pyro'")
-    if lean:
-        return _run_lean_svi(
+            "svi_backend='gaussian_vi' needs init='laplace', no subsampling and no callback, "
+            "the 'multivariate_normal' or 'normal' guide and a model whose Laplace start "
+            "exists; use svi_backend='auto' or 'pyro'")
+    if gaussian_vi:
+        return _run_gaussian_vi(
             model, data, laplace, guide, num_steps=num_steps, learning_rate=learning_rate / 5,
             num_pairs=num_particles, num_samples=num_samples, seed=seed,
             window=window, checkpoint=checkpoint)
@@ -406,13 +363,13 @@ def run_svi(
     )
 
 
-def _lean_applies(laplace: LaplaceFit | None, guide) -> bool:
-    """Whether :func:`_run_lean_svi` can fit ``guide`` from ``laplace`` (see ``run_svi``)."""
+def _gaussian_vi_applies(laplace: LaplaceFit | None, guide) -> bool:
+    """Whether :func:`_run_gaussian_vi` can fit ``guide`` from ``laplace`` (see ``run_svi``)."""
     return laplace is not None and _guide_class(guide) in (
         autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
 
 
-def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
+def _run_gaussian_vi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
                   learning_rate: float, num_pairs: int, num_samples: int, seed: int,
                   window: int | None, checkpoint) -> Posterior:
     """SVI of a Gaussian guide by :func:`.gaussian_vi.fit_gaussian_guide`.
@@ -444,7 +401,7 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
             mean_field=mean_field, num_steps=num_steps, seed=seed,
             learning_rate=learning_rate, num_pairs=num_pairs, window=window, state=state,
             on_step=None if checkpoint is None else on_step)
-    return _lean_posterior(
+    return _gaussian_posterior(
         model, data, cls, laplace.layout, laplace.potential, fitted, num_samples=num_samples,
         attrs={
             "seed": seed,
@@ -456,7 +413,7 @@ def _run_lean_svi(model, data, laplace: LaplaceFit, guide, *, num_steps: int,
         })
 
 
-def _lean_posterior(model, data, cls, layout: ParameterLayout, potential: Potential, fitted,
+def _gaussian_posterior(model, data, cls, layout: ParameterLayout, potential: Potential, fitted,
                     *, num_samples: int, attrs: dict) -> Posterior:
     """The Posterior of a NumPy-fitted Gaussian guide (mean and Cholesky factor in ``fitted``).
 
@@ -486,7 +443,7 @@ def _lean_posterior(model, data, cls, layout: ParameterLayout, potential: Potent
             "converged": int(fitted.converged),
             "learning_rates": f"{attrs['learning_rate']:.3g}",
             "init": "laplace",
-            "svi_backend": "lean",
+            "svi_backend": "gaussian_vi",
             "stationarity": fitted.stationarity,
             **attrs,
         },
@@ -514,7 +471,7 @@ def _run_importance_svi(model, data, guide, *, num_steps: int, learning_rate: fl
     layout = ParameterLayout.real_vector(site, found.fitted.loc.shape[0])
     bank_potential = TorchPotential(lambda theta: found.potential({site: theta}), layout,
                                     kind="importance_bank")
-    return _lean_posterior(
+    return _gaussian_posterior(
         model, data, cls, layout, bank_potential, found.fitted, num_samples=num_samples,
         attrs={
             "seed": seed,
@@ -529,240 +486,3 @@ def _run_importance_svi(model, data, guide, *, num_steps: int, learning_rate: fl
             "start_rounds": diag["start_rounds"],
             "wall_time_s": found.wall_time,
         })
-
-
-def _guide_class(guide):
-    """The autoguide class of a guide name, or ``guide`` itself."""
-    return GUIDES.get(guide) if isinstance(guide, str) else guide
-
-
-def _potential_model(model, laplace: LaplaceFit) -> Callable:
-    """The model's latent sites with the cheap potential as their only density.
-
-    The model runs with its densities masked and its observed sites hidden (so the guide
-    sees the same latent sites, plates and shapes), and ``pyro.factor`` adds
-    ``-U(theta)``, the whole log joint, computed from the sufficient statistics.
-    """
-    if laplace.potential.kind == "traced" or not laplace.layout.is_identity:
-        return model  # the potential is the model's own trace: nothing cheaper to put in
-    hidden = list(model.observed_sites)
-    (site,) = laplace.layout.names
-
-    def potential_model(data, *args, **kwargs):
-        with poutine.trace() as tracer, poutine.mask(mask=False), poutine.block(hide=hidden):
-            model(data, *args, **kwargs)
-        theta = tracer.trace.nodes[site]["value"]
-        pyro.factor("_log_joint", -laplace.potential.torch(theta))
-
-    return potential_model
-
-
-def _starts_at_laplace(guide) -> bool:
-    """Whether :func:`_laplace_initialised_guide` starts ``guide`` at the Laplace fit.
-
-    Normalising flows and user-written guides keep their own initialisation, so they keep
-    the fixed schedule of a start from scratch.
-    """
-    cls = _guide_class(guide)
-    return (
-        isinstance(cls, type)
-        and issubclass(cls, autoguide.AutoGuide)
-        and not issubclass(cls, autoguide.AutoNormalizingFlow)
-        and (
-            cls in (autoguide.AutoMultivariateNormal, autoguide.AutoNormal)
-            or "init_loc_fn" in inspect.signature(cls.__init__).parameters
-        )
-    )
-
-
-def _laplace_initialised_guide(model, guide, laplace: LaplaceFit, data) -> Callable:
-    """The guide ``guide`` (name, class or callable) for ``model``, started at the Laplace fit."""
-    cls = _guide_class(guide)
-    if cls is autoguide.AutoMultivariateNormal:
-        made = autoguide.AutoMultivariateNormal(model)
-        made._setup_prototype(data)
-        # the guide's scale_tril is diag(scale) @ U with U unit lower triangular:
-        # cov = L L^T with L = chol(cov) gives scale = diag(L), U = L / scale (rows)
-        chol = torch.linalg.cholesky(laplace.covariance)
-        scale = chol.diagonal().clone()
-        made.loc = torch.nn.Parameter(laplace.loc.clone())
-        made.scale = PyroParam(scale, made.scale_constraint)
-        made.scale_tril = PyroParam(chol / scale[:, None], made.scale_tril_constraint)
-        return made
-    values = {k: v.detach().clone() for k, v in laplace.constrain(laplace.loc).items()}
-    if cls is autoguide.AutoNormal:
-        # mean-field optimum for a Gaussian target: the precision's diagonal
-        precision = torch.linalg.inv(laplace.covariance).diagonal()
-        made = autoguide.AutoNormal(model, init_loc_fn=autoguide.init_to_value(values=values))
-        made._setup_prototype(data)
-        for site, scales in laplace.layout.unconstrained(precision.rsqrt()).items():
-            setattr(made.scales, site, PyroParam(scales, made.scale_constraint, event_dim=0))
-        return made
-    if _starts_at_laplace(guide):  # other autoguides taking init_loc_fn (flows do not)
-        return cls(model, init_loc_fn=autoguide.init_to_value(values=values))
-    return make_guide(model, guide)
-
-
-def gaussian_guide(model, data, laplace: LaplaceFit) -> autoguide.AutoMultivariateNormal:
-    """``AutoMultivariateNormal`` fixed at N(MAP, Sigma) of a :class:`LaplaceFit`.
-
-    The guide's unconstrained space is the potential's z: the model's latent sites in
-    sampling order, each through ``biject_to`` of its support.
-    """
-    guide = autoguide.AutoMultivariateNormal(model)
-    guide._setup_prototype(data)
-    scale = laplace.covariance.diagonal().sqrt()
-    correlation = laplace.covariance / scale[:, None] / scale[None, :]
-    with torch.no_grad():
-        del guide.loc
-        del guide.scale
-        del guide.scale_tril
-        guide.register_buffer("loc", laplace.loc.clone())
-        guide.register_buffer("scale", scale)
-        guide.register_buffer("scale_tril", torch.linalg.cholesky(correlation))
-    return guide
-
-
-def guide_posterior(
-    model, data, guide_fn: Callable, *, losses: np.ndarray, num_samples: int, attrs: dict,
-    draws: dict[str, torch.Tensor] | None = None,
-) -> Posterior:
-    """Package a fitted guide as a one-chain :class:`Posterior` of ``num_samples`` draws.
-
-    Args:
-        model: the fitted model.
-        data: its prepared data.
-        guide_fn: the fitted Pyro guide.
-        losses: ELBO loss per step, shape (num_steps,).
-        num_samples: independent draws from the guide.
-        attrs: run metadata; the guide's class and the final loss are added.
-        draws: the draws when the caller has them (latent site -> (num_samples, ...)),
-            else they are drawn from the guide.
-
-    Returns:
-        The Posterior (``method="svi"``; the loss trace in sample_stats as ``loss``).
-    """
-    if draws is None:
-        draws = draw_from_guide(model, guide_fn, data, num_samples)
-    return Posterior(
-        samples={k: v.unsqueeze(0) for k, v in draws.items()},
-        method="svi",
-        model=model,
-        data=data,
-        attrs={
-            "objective": "elbo",  # what was optimised: the convergence checks read it
-            **attrs,
-            "guide": type(guide_fn).__name__,
-            "final_loss": float(losses[-10:].mean()),
-        },
-        extra={
-            "guide": guide_fn,
-            "losses": losses,
-            "sample_stats_extra": {"loss": (losses, "svi_step")},
-        },
-    )
-
-
-def run_laplace(
-    model,
-    data,
-    *,
-    optimizer: str | None = None,
-    init_values: dict[str, torch.Tensor] | None = None,
-    max_iter: int = 200,
-    max_newton_steps: int = 20,
-    **options,
-) -> Posterior:
-    """Laplace approximation: the MAP, then a Gaussian with the inverse Hessian as covariance.
-
-    Args:
-        model: a bayes_irl model.
-        data: its prepared data.
-        optimizer: how the MAP is found. ``"lbfgs"`` (the default, None, unless the model
-            subsamples): SciPy's L-BFGS-B on the model's potential
-            (:func:`bayes_irl.models.model_potential`: its exact fast one, or the one traced
-            from its Pyro program), then Newton steps on its Hessian
-            (:func:`bayes_irl.inference.backends.laplace.find_laplace`); the covariance is
-            the inverse Hessian in the potential's unconstrained space (deterministic;
-            ``num_steps`` and ``learning_rate`` are ignored). The MAP is a stationary
-            point of the log joint, which sequential updates (active learning) rely on.
-            A model whose potential is an estimate (``fresh_bank=True``) raises a
-            ValueError. ``"adam"`` (the default for a model with
-            ``subsample_size``): ``num_steps`` SVI steps of :func:`run_svi` with
-            ``AutoLaplaceApproximation``.
-        init_values: latent site -> initial value (constrained space), e.g. the previous
-            MAP when refitting after one more observation; default Pyro's ``init_to_median``.
-        max_iter: ``"lbfgs"`` only: the most L-BFGS iterations.
-        max_newton_steps: ``"lbfgs"`` only: the most Newton steps of the polish on the
-            exact Hessian after L-BFGS (see
-            :func:`bayes_irl.inference.backends.laplace.find_laplace`).
-        **options: the options of :func:`run_svi` (``guide`` defaults to ``"laplace"``;
-            with ``"lbfgs"`` only ``seed`` and ``num_samples`` are used).
-
-    Returns:
-        A :class:`Posterior` of Gaussian draws around the MAP with ``method="laplace"``;
-        ``extra["guide"]`` is the Gaussian guide (``AutoMultivariateNormal``):
-        ``extra["guide"].get_posterior()`` is N(MAP, inverse Hessian) in the unconstrained
-        space.
-
-    Raises:
-        ValueError: for an unknown ``optimizer``.
-    """
-    if optimizer is None:
-        optimizer = "adam" if getattr(model, "subsample_size", None) else "lbfgs"
-    if optimizer not in ("adam", "lbfgs"):
-        raise ValueError(f"optimizer must be 'adam' or 'lbfgs'; got {optimizer!r}")
-    init = {} if init_values is None else {
-        "init_loc_fn": autoguide.init_to_value(values=dict(init_values))}
-
-    class _Laplace(autoguide.AutoLaplaceApproximation):
-        def __init__(self, model) -> None:
-            super().__init__(model, **init)
-
-    if optimizer == "adam":
-        options.setdefault("guide", "laplace" if init_values is None else _Laplace)
-        posterior = run_svi(model, data, **options)
-        posterior.method = "laplace"
-        posterior.attrs["objective"] = "laplace"
-        return posterior
-    seed = options.pop("seed", 0)
-    num_samples = options.pop("num_samples", 1000)
-    for ignored in ("num_steps", "learning_rate", "num_particles", "progress_bar", "guide"):
-        options.pop(ignored, None)
-    if options:
-        raise ValueError(f"unknown options for run_laplace: {sorted(options)}")
-    pyro.set_rng_seed(seed)
-    pyro.clear_param_store()
-    laplace = model_laplace(model, data, init_values=init_values, max_iter=max_iter,
-                            max_newton_steps=max_newton_steps)
-    if laplace is not None:
-        # N(MAP, Sigma) drawn directly: building the guide's MultivariateNormal calls
-        # torch.broadcast_shapes, whose first call imports SymPy (2-4 s of a CLI fit)
-        noise = torch.randn(num_samples, laplace.loc.shape[0], dtype=laplace.loc.dtype)
-        chol = torch.linalg.cholesky(laplace.covariance)
-        posterior = guide_posterior(
-            model,
-            data,
-            gaussian_guide(model, data, laplace),
-            losses=np.asarray([laplace.potential.value_and_grad(laplace.loc.numpy())[0]]),
-            num_samples=num_samples,
-            draws=laplace.constrain(laplace.loc + noise @ chol.T),
-            attrs={
-                "seed": seed,
-                "optimizer": "lbfgs",
-                "potential": laplace.potential.kind,
-                "num_evaluations": laplace.num_evaluations,
-                "num_newton_steps": laplace.num_newton_steps,
-                "grad_norm": laplace.grad_norm,
-                "newton_decrement": laplace.newton_decrement,
-                "converged": int(laplace.converged),
-                "wall_time_s": laplace.wall_time,
-            },
-        )
-        posterior.method = "laplace"
-        posterior.attrs["objective"] = "laplace"
-        return posterior
-    raise ValueError(
-        "method='laplace' needs a deterministic log density: this model's potential is an "
-        "estimate (an importance normaliser drawing a fresh bank per evaluation, "
-        "fresh_bank=True), whose MAP is not defined; use method='svi', or a fixed bank")

@@ -104,10 +104,10 @@ def _gauss_hermite_optimum(value_and_grad, loc, cov, *, mean_field, nodes=12):
 
 
 @pytest.mark.parametrize("guide", ["multivariate_normal", "normal"])
-def test_lean_svi_reaches_the_quadrature_optimum_and_the_exact_posterior(problem, guide):
+def test_gaussian_vi_reaches_the_quadrature_optimum_and_the_exact_posterior(problem, guide):
     model, demos, data = problem
     post = fit(model, demos, method="svi", guide=guide, num_samples=10, progress_bar=False)
-    assert post.attrs["svi_backend"] == "lean" and post.attrs["converged"] == 1
+    assert post.attrs["svi_backend"] == "gaussian_vi" and post.attrs["converged"] == 1
     assert post.attrs["num_steps_run"] < post.attrs["num_steps"]
     assert post.extra["losses"].shape == (post.attrs["num_steps_run"],)
     fitted = post.extra["guide"]
@@ -152,18 +152,18 @@ def test_guide_reproduces_the_fitted_gaussian_and_the_draws_follow_it(problem):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("guide", ["multivariate_normal", "normal"])
-def test_lean_svi_agrees_with_pyro_svi(guide):
+def test_gaussian_vi_agrees_with_pyro_svi(guide):
     # Pyro's one-particle final iterate moves by ~0.1-0.25 sd between runs (see
     # test_fast_defaults), so the agreement is checked at test_backends' tolerances for
     # Pyro's SVI: 0.3 sd on the mean, sd ratio within [0.8, 1.2]. The causal problem only
     # (the global one passed too, 86 + 62 s more at load 4)
     model, demos, _ = _problem("causal")
     posts = [fit(model, demos, method="svi", guide=guide, num_samples=2000,
-                 svi_backend=backend, progress_bar=False) for backend in ("lean", "pyro")]
-    assert [p.attrs["svi_backend"] for p in posts] == ["lean", "pyro"]
-    lean, slow = (p.samples["weights"][0] for p in posts)
-    assert ((lean.mean(0) - slow.mean(0)).abs() / slow.std(0) < 0.3).all()
-    ratio = lean.std(0) / slow.std(0)
+                 svi_backend=backend, progress_bar=False) for backend in ("gaussian_vi", "pyro")]
+    assert [p.attrs["svi_backend"] for p in posts] == ["gaussian_vi", "pyro"]
+    gaussian, slow = (p.samples["weights"][0] for p in posts)
+    assert ((gaussian.mean(0) - slow.mean(0)).abs() / slow.std(0) < 0.3).all()
+    ratio = gaussian.std(0) / slow.std(0)
     assert ((ratio > 0.8) & (ratio < 1.2)).all(), ratio
 
 
@@ -232,15 +232,15 @@ def test_backend_choice_and_errors(problem):
                progress_bar=False)
     assert post.attrs["svi_backend"] == "pyro" and post.attrs["num_steps_run"] == 20
     capped = fit(model, demos, method="svi", num_steps=20, num_samples=5, progress_bar=False)
-    assert capped.attrs["svi_backend"] == "lean" and capped.attrs["converged"] == 0
+    assert capped.attrs["svi_backend"] == "gaussian_vi" and capped.attrs["converged"] == 0
     assert capped.attrs["num_steps_run"] == 20
-    with pytest.raises(ValueError, match="svi_backend must be 'auto', 'lean' or 'pyro'"):
+    with pytest.raises(ValueError, match="svi_backend must be 'auto', 'gaussian_vi' or 'pyro'"):
         fit(model, demos, method="svi", svi_backend="numpy", progress_bar=False)
-    with pytest.raises(ValueError, match="svi_backend='lean' needs"):
-        fit(model, demos, method="svi", guide="lowrank_normal", svi_backend="lean",
+    with pytest.raises(ValueError, match="svi_backend='gaussian_vi' needs"):
+        fit(model, demos, method="svi", guide="lowrank_normal", svi_backend="gaussian_vi",
             progress_bar=False)
-    with pytest.raises(ValueError, match="svi_backend='lean' needs"):
-        fit(model, demos, method="svi", init="prior", svi_backend="lean", progress_bar=False)
+    with pytest.raises(ValueError, match="svi_backend='gaussian_vi' needs"):
+        fit(model, demos, method="svi", init="prior", svi_backend="gaussian_vi", progress_bar=False)
 
 
 @pytest.mark.parametrize(

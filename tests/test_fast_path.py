@@ -32,14 +32,14 @@ def test_fast_potential_is_the_reference_function(potential):
     gen = torch.Generator().manual_seed(0)
     for _ in range(3):
         theta = 2 * torch.randn(3, generator=gen, dtype=torch.float64)
-        lean = _value_grad(potential, theta, potential.site)
+        fast = _value_grad(potential, theta, potential.site)
         ref = _value_grad(potential.reference, theta, potential.site)
-        torch.testing.assert_close(lean[0], ref[0], atol=1e-9, rtol=0)
-        torch.testing.assert_close(lean[1], ref[1], atol=1e-9, rtol=0)
+        torch.testing.assert_close(fast[0], ref[0], atol=1e-9, rtol=0)
+        torch.testing.assert_close(fast[1], ref[1], atol=1e-9, rtol=0)
 
 
 def test_second_derivatives_and_batches_go_to_the_reference(potential):
-    # The Hessian through the lean node (double backward) is the reference's, exactly.
+    # The Hessian through the fast node (double backward) is the reference's, exactly.
     site, theta = potential.site, torch.tensor([0.3, -0.5, 0.8], dtype=torch.float64)
     hess = torch.autograd.functional.hessian(lambda t: potential({site: t}), theta)
     ref = torch.autograd.functional.hessian(lambda t: potential.reference({site: t}), theta)
@@ -61,11 +61,11 @@ def test_global_potential_is_exact_where_exp_space_underflows():
         model.prepare_data(world.sample_demonstrations(10, seed=0)))
     theta = torch.tensor([400.0, -400.0], dtype=torch.float64)
     assert pot._evaluate(theta.numpy()) is not None  # the kernel itself answered
-    lean = _value_grad(pot, theta, pot.site)
+    fast = _value_grad(pot, theta, pot.site)
     ref = _value_grad(pot.reference, theta, pot.site)
-    assert torch.isfinite(lean[0])
-    torch.testing.assert_close(lean[0], ref[0], rtol=1e-9, atol=0)
-    torch.testing.assert_close(lean[1], ref[1], rtol=1e-9, atol=1e-9 * ref[1].abs().max().item())
+    assert torch.isfinite(fast[0])
+    torch.testing.assert_close(fast[0], ref[0], rtol=1e-9, atol=0)
+    torch.testing.assert_close(fast[1], ref[1], rtol=1e-9, atol=1e-9 * ref[1].abs().max().item())
 
 
 def test_broadcast_shapes_matches_torch():
@@ -85,10 +85,10 @@ def test_fast_path_runs_the_numpy_kernels():
     demos = world.sample_demonstrations(50, seed=0, kind="causal")
     options = dict(method="nuts", num_samples=30, warmup_steps=30, progress_bar=False,
                    check=False, parallel=False)
-    lean = fit(model, demos, **options)
-    assert lean.attrs["sampler"] == "numpy_nuts"
-    assert lean.samples["weights"].shape == (2, 30, 2)
-    assert lean.sample_stats["n_steps"].shape == (2, 30)
+    fast = fit(model, demos, **options)
+    assert fast.attrs["sampler"] == "numpy_nuts"
+    assert fast.samples["weights"].shape == (2, 30, 2)
+    assert fast.sample_stats["n_steps"].shape == (2, 30)
     adapted = fit(model, demos, adapt_mass_matrix=True, **options)
     assert adapted.attrs["sampler"] == "numpy_nuts" and adapted.attrs["adapt_mass_matrix"] == 1
     hmc = fit(model, demos, **{**options, "method": "hmc"})
