@@ -3,6 +3,8 @@
 # same .npz files (make_example.py: N x N gridworld, causal soft-optimal demos, seed 0).
 #   bash benchmarks/user_path.sh N DEMOS [methods...]     e.g. 10 50 laplace svi nuts
 #   KIND=global bash benchmarks/user_path.sh ...           the global model (default causal)
+#   BAYES_IRL=/path/to/bayes-irl bash benchmarks/user_path.sh ...   another version's command
+#     (e.g. a wrapper running a checkout of an earlier commit), to time two versions side by side
 # Prints, per run: wall s, user+sys CPU s (of the process and its children), load average.
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -22,6 +24,6 @@ else
 fi
 for m in "$@"; do
     echo "bayes-irl fit --method $m --kind $KIND (load $(cut -d' ' -f1 /proc/loadavg)):"
-    t "$HERE/../.venv/bin/bayes-irl" fit --mdp "$MDP" --demos "$DEMOS" --kind "$KIND" --method "$m" \
+    t "${BAYES_IRL:-$HERE/../.venv/bin/bayes-irl}" fit --mdp "$MDP" --demos "$DEMOS" --kind "$KIND" --method "$m" \
         --out "$OUT/bayes_${m}_n${N}_d${D}" --overwrite --no-progress 2>&1 | grep -E "fitted in|wall|weights|r_hat" || true
 done

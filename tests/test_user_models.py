@@ -1,7 +1,8 @@
 """A model a user writes runs under every method, on the potential traced from its program.
 
-The reward below is nonlinear in theta, r(s, a) = u + tanh(u) / 2 with u = theta . phi(s, a),
-and its prior is a Student-t (not Normal): no sufficient statistics exist, so every method
+The reward (``benchmarks/user_model.py``, which times it) is nonlinear in theta,
+r(s, a) = u + tanh(u) / 2 with u = theta . phi(s, a), and its prior is a Student-t (not
+Normal): no sufficient statistics exist, so every method
 runs on :class:`bayes_irl.models.TracedPotential`, with no code written for this model.
 
 Tolerances. The NUTS check is against the exact posterior by quadrature (2 parameters):
@@ -16,45 +17,17 @@ problem: sds 0.82-0.90 of NUTS's, where a Gaussian with NUTS's moments has a low
 
 from __future__ import annotations
 
-import pyro.distributions as dist
 import pytest
 import torch
 
-from bayes_irl import GridWorld
-from bayes_irl.inference import ExactNormalizer, fit
-from bayes_irl.models import DemonstrationModel, TracedPotential, model_potential
-from bayes_irl.rewards.tabular import TabularRewardModel
+from bayes_irl.inference import fit
+from bayes_irl.models import TracedPotential, model_potential
+from benchmarks.user_model import user_model
 from tests.helpers import exact_posterior_moments
 
 
-class TanhLinearReward(TabularRewardModel):
-    """r(s, a) = u + tanh(u) / 2 with u = theta . phi(s, a): nonlinear in theta."""
-
-    site_name = "weights"
-    dim_name = "feature"
-
-    def __init__(self, features: torch.Tensor, prior) -> None:
-        super().__init__(prior=prior, num_params=features.shape[-1])
-        self.features = features
-
-    def step_rewards(self, theta: torch.Tensor) -> torch.Tensor:
-        linear = (theta[..., None, None, :] * self.features).sum(-1)
-        return linear + 0.5 * torch.tanh(linear)
-
-
-def _student_t(df: float = 3.0):
-    one = torch.tensor(1.0, dtype=torch.float64)
-    return dist.StudentT(df * one, 0 * one, one)
-
-
-def _user_model(size: int, num_features: int, horizon: int, seed: int = 0):
-    world = GridWorld.create(size=size, horizon=horizon, num_features=num_features, seed=seed)
-    reward = TanhLinearReward(world.reward_model.features, _student_t())
-    return world, DemonstrationModel(reward, ExactNormalizer(world.mdp))
-
-
 def test_the_user_model_runs_on_the_traced_potential():
-    world, model = _user_model(3, 2, 4)
+    world, model = user_model(3, 2, 4)
     data = model.prepare_data(world.sample_demonstrations(60, seed=1))
     potential = model_potential(model, data)
     assert isinstance(potential, TracedPotential) and potential.deterministic
@@ -72,7 +45,7 @@ def test_the_user_model_runs_on_the_traced_potential():
 
 
 def test_every_method_fits_a_user_model_and_nuts_matches_quadrature():
-    world, model = _user_model(3, 2, 4)
+    world, model = user_model(3, 2, 4)
     demos = world.sample_demonstrations(60, seed=1)
     data = model.prepare_data(demos)
     exact_mean, exact_sd = exact_posterior_moments(model, data)
@@ -95,7 +68,7 @@ def test_every_method_fits_a_user_model_and_nuts_matches_quadrature():
 @pytest.mark.slow
 def test_nuts_svi_and_laplace_agree_on_a_user_model_at_5x5():
     """5x5 gridworld, 150 demonstrations, 4 parameters (the size the docs quote)."""
-    world, model = _user_model(5, 4, 8)
+    world, model = user_model(5, 4, 8)
     demos = world.sample_demonstrations(150)
     fits = {method: fit(model, demos, method=method, progress_bar=False)
             for method in ("nuts", "laplace", "svi")}
