@@ -300,9 +300,9 @@ class Potential(Protocol):
     program, or an exact fast one (sufficient statistics, visit counts, Bradley-Terry
     differences) that the tests prove equal to the traced one.
 
-    ``deterministic`` is False for an estimate (a trajectory bank, an importance
-    normaliser): such a potential is only for stochastic-gradient methods, and
-    ``noise_contract`` says what its noise is.
+    ``deterministic`` is False for an estimate (an importance normaliser that draws a fresh
+    trajectory bank per evaluation): such a potential is only for stochastic-gradient
+    methods (SVI); the MAP, the Laplace approximation and NUTS refuse it.
     """
 
     layout: ParameterLayout

@@ -105,3 +105,27 @@ def test_a_model_without_statistics_gets_the_traced_potential():
     z[4] = 0.3
     u, grad = potential.value_and_grad(z)
     assert np.isfinite(u) and grad.shape == (5,)
+
+
+# the untrained proposal's k-hat warning fires while the potential is built; it is beside
+# the point of this test, which checks that the exact methods refuse a random potential
+@pytest.mark.filterwarnings("ignore::bayes_irl.inference.diagnostics.ImportanceWarning")
+def test_an_estimated_potential_is_refused_by_the_exact_methods():
+    """A fresh trajectory bank per evaluation makes U random: MAP, Laplace and HMC refuse it."""
+    from bayes_irl.inference import ImportanceNormalizer, PolicyProposal, fit
+
+    world = GridWorld.create(size=3, horizon=4, seed=0)
+    normalizer = ImportanceNormalizer(PolicyProposal(world.mdp), num_samples=200,
+                                      fresh_bank=True)
+    model = DemonstrationModel(world.reward_model, normalizer)
+    demos = world.sample_demonstrations(20, seed=1)
+    potential = model_potential(model, model.prepare_data(demos))
+    assert isinstance(potential, TracedPotential) and not potential.deterministic
+    for method in ("laplace", "nuts", "hmc"):
+        with pytest.raises(ValueError, match="deterministic log density"):
+            fit(model, demos, method=method, progress_bar=False)
+    # a fixed bank is a deterministic (biased) potential: those methods accept it
+    fixed = DemonstrationModel(world.reward_model,
+                               ImportanceNormalizer(PolicyProposal(world.mdp), num_samples=200,
+                                                    seed=0))
+    assert model_potential(fixed, fixed.prepare_data(demos)).deterministic

@@ -176,8 +176,14 @@ def run_mcmc(
     no_start = ""
     if init not in ("laplace", "uniform"):
         raise ValueError(f"init must be 'laplace' or 'uniform'; got {init!r}")
+    potential = model_potential(model, data)
+    if not potential.deterministic:
+        raise ValueError(
+            f"{kernel.upper()} needs a deterministic log density: this model's potential is "
+            "an estimate (an importance normaliser drawing a fresh bank per evaluation, "
+            "fresh_bank=True), which HMC's accept step cannot use; use method='svi', or a "
+            "fixed bank")
     if init == "laplace" and sufficient_statistics is not False:
-        potential = model_potential(model, data)
         if sufficient_statistics and potential.kind != "sufficient_statistics":
             raise ValueError(_NEEDS_STATISTICS)
         laplace, no_start = laplace_start(model, data, potential=potential)
