@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["MAX_DELTA_ENERGY", "Point", "energy", "generator", "leapfrog", "point", "position"]
+__all__ = ["MAX_DELTA_ENERGY", "Point", "energy", "generator", "leapfrog", "point", "position",
+           "whitened_start"]
 
 MAX_DELTA_ENERGY = 1000.0
 """An energy error above this is a divergence (Pyro's and Stan's threshold)."""
@@ -71,3 +72,33 @@ def generator(rng_state: dict) -> np.random.Generator:
 def position(state) -> np.ndarray:
     """The potential's z at a kernel state: ``loc + chol @ x``, shape (D,)."""
     return state.loc + state.chol @ state.x
+
+
+def whitened_start(
+    potential,
+    z0: np.ndarray,
+    *,
+    loc: np.ndarray | None,
+    inverse_mass_matrix: np.ndarray | None,
+    chol: np.ndarray | None,
+) -> tuple[Point, np.ndarray, np.ndarray]:
+    """The starting point of a chain at ``z0`` (D,) in whitened coordinates x.
+
+    ``z = loc + chol @ x`` with ``chol`` the Cholesky factor of the inverse mass matrix
+    (give exactly one of the two); ``loc`` defaults to zeros.
+
+    Returns:
+        ``(point, loc, chol)``: the point at rest (zero momentum) and the whitening used.
+
+    Raises:
+        ValueError: when neither or both of ``inverse_mass_matrix`` and ``chol`` are given.
+    """
+    if (inverse_mass_matrix is None) == (chol is None):
+        raise ValueError("give exactly one of inverse_mass_matrix and chol")
+    z0 = np.asarray(z0, dtype=np.float64)
+    loc = np.zeros_like(z0) if loc is None else np.asarray(loc, dtype=np.float64)
+    if chol is None:
+        chol = np.linalg.cholesky(np.asarray(inverse_mass_matrix, dtype=np.float64))
+    chol = np.asarray(chol, dtype=np.float64)
+    x = np.linalg.solve(chol, z0 - loc)
+    return point(potential, loc, chol, x, np.zeros_like(x)), loc, chol

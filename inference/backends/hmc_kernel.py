@@ -37,8 +37,8 @@ from bayes_irl.inference.backends.hamiltonian import (
     energy,
     generator,
     leapfrog,
-    point,
     position,
+    whitened_start,
 )
 
 __all__ = ["HMCInfo", "HMCState", "init", "position", "step"]
@@ -108,17 +108,10 @@ def init(
         ValueError: when neither or both of ``inverse_mass_matrix`` and ``chol`` are given,
             or ``trajectory_length`` <= 0.
     """
-    if (inverse_mass_matrix is None) == (chol is None):
-        raise ValueError("give exactly one of inverse_mass_matrix and chol")
     if not trajectory_length > 0:
         raise ValueError(f"trajectory_length must be > 0; got {trajectory_length}")
-    z0 = np.asarray(z0, dtype=np.float64)
-    loc = np.zeros_like(z0) if loc is None else np.asarray(loc, dtype=np.float64)
-    if chol is None:
-        chol = np.linalg.cholesky(np.asarray(inverse_mass_matrix, dtype=np.float64))
-    chol = np.asarray(chol, dtype=np.float64)
-    x = np.linalg.solve(chol, z0 - loc)
-    p = point(potential, loc, chol, x, np.zeros_like(x))
+    p, loc, chol = whitened_start(potential, z0, loc=loc,
+                                  inverse_mass_matrix=inverse_mass_matrix, chol=chol)
     return HMCState(p.x, p.potential, p.grad, loc, chol, float(step_size),
                     float(trajectory_length), dict(rng_state))
 

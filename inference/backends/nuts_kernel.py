@@ -45,8 +45,8 @@ from bayes_irl.inference.backends.hamiltonian import (
     energy,
     generator,
     leapfrog,
-    point,
     position,
+    whitened_start,
 )
 
 __all__ = ["NUTSInfo", "NUTSState", "init", "position", "step"]
@@ -132,17 +132,10 @@ def init(
         ValueError: when neither or both of ``inverse_mass_matrix`` and ``chol`` are given,
             or ``max_tree_depth`` < 1.
     """
-    if (inverse_mass_matrix is None) == (chol is None):
-        raise ValueError("give exactly one of inverse_mass_matrix and chol")
     if max_tree_depth < 1:
         raise ValueError(f"max_tree_depth must be >= 1; got {max_tree_depth}")
-    z0 = np.asarray(z0, dtype=np.float64)
-    loc = np.zeros_like(z0) if loc is None else np.asarray(loc, dtype=np.float64)
-    if chol is None:
-        chol = np.linalg.cholesky(np.asarray(inverse_mass_matrix, dtype=np.float64))
-    chol = np.asarray(chol, dtype=np.float64)
-    x = np.linalg.solve(chol, z0 - loc)
-    p = point(potential, loc, chol, x, np.zeros_like(x))
+    p, loc, chol = whitened_start(potential, z0, loc=loc,
+                                  inverse_mass_matrix=inverse_mass_matrix, chol=chol)
     return NUTSState(p.x, p.potential, p.grad, loc, chol, float(step_size),
                      int(max_tree_depth), dict(rng_state))
 
