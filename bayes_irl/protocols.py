@@ -307,8 +307,15 @@ class Potential(Protocol):
 
     layout: ParameterLayout
     deterministic: bool
+    exact: bool
+    """False where U uses an estimated normaliser (an importance bank): deterministic for a
+    fixed bank, but an estimate of the posterior's potential, so checks against it (ELBO
+    stationarity) do not apply."""
     kind: str
     """A short name of the evaluator (``"traced"``, ``"sufficient_statistics"``, ...)."""
+    start: Tensor
+    """A point z (D,) where U is finite, e.g. the prior draw of a trace (searches start there
+    when z = 0 is outside the support)."""
 
     def value_and_grad(self, z: np.ndarray) -> tuple[float, np.ndarray]:
         """``(U(z), dU/dz)`` for z of shape (D,) in float64 NumPy (``inf`` outside the support)."""

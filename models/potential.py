@@ -34,7 +34,7 @@ from pyro.poutine.util import site_is_subsample
 from torch import Tensor
 
 from bayes_irl.parameter_layout import ParameterLayout
-from bayes_irl.protocols import Potential, SufficientStatistics
+from bayes_irl.protocols import Normalizer, Potential, SufficientStatistics
 
 __all__ = ["TorchPotential", "TracedPotential", "model_potential"]
 
@@ -49,12 +49,14 @@ class TorchPotential:
     """
 
     deterministic = True
+    exact = True
 
     def __init__(self, function: Callable[[Tensor], Tensor], layout: ParameterLayout,
                  *, kind: str = "torch") -> None:
         self._function = function
         self.layout = layout
         self.kind = kind
+        self.start = torch.zeros(layout.size, dtype=layout.dtype)
 
     def torch(self, z: Tensor) -> Tensor:
         """``U(z)`` for z (..., D): shape ``z.shape[:-1]`` (rows evaluated one by one)."""
@@ -129,7 +131,21 @@ class TracedPotential(TorchPotential):
                          kind="traced")
         self.start = self.layout.flatten(
             {name: trace.nodes[name]["value"].detach() for name, _, _ in sites})
-        self.deterministic = self._is_deterministic()
+        self.exact = not any(_estimates_its_normalizer(node["fn"])
+                             for node in trace.nodes.values()
+                             if node["type"] == "sample" and node["is_observed"])
+        self._deterministic: bool | None = None
+
+    @property
+    def deterministic(self) -> bool:
+        """Whether U is a function of z (False for a fresh trajectory bank per evaluation).
+
+        An exact model is; otherwise U is evaluated twice at the prior draw under two
+        random states (once, on first use).
+        """
+        if self._deterministic is None:
+            self._deterministic = self.exact or self._is_deterministic()
+        return self._deterministic
 
     def _negative_log_joint(self, z: Tensor) -> Tensor:
         values = self.layout.constrain(z)
@@ -150,6 +166,20 @@ class TracedPotential(TorchPotential):
                 torch.manual_seed(seed)
                 values.append(float(self._function(self.start)))
         return values[0] == values[1] or (np.isnan(values[0]) and np.isnan(values[1]))
+
+
+def _estimates_its_normalizer(distribution: Any) -> bool:
+    """Whether an observed site's distribution scores with an estimated normaliser.
+
+    A :class:`~bayes_irl.models.MaxEntTrajectory` (possibly wrapped: masked, expanded,
+    independent) over an importance or SMC normaliser (``is_exact`` False).
+    """
+    while distribution is not None:
+        normalizer = vars(distribution).get("normalizer")
+        if isinstance(normalizer, Normalizer):
+            return not normalizer.is_exact
+        distribution = vars(distribution).get("base_dist")
+    return False
 
 
 def model_potential(model: Any, data: Any) -> Potential:

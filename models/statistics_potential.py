@@ -65,13 +65,16 @@ class StatisticsPotential:
     site: str
     reference: Callable[[dict[str, Tensor]], Tensor]
     layout: ParameterLayout
+    start: Tensor
     deterministic = True
+    exact = True
     kind = "sufficient_statistics"
     _prior: object
     _normal: tuple[np.ndarray, np.ndarray] | None
 
     def _set_layout(self, size: int, dtype: torch.dtype = torch.float64) -> None:
         self.layout = ParameterLayout.real_vector(self.site, size, dtype=dtype)
+        self.start = torch.zeros(size, dtype=dtype)
 
     def _evaluate(self, theta: np.ndarray) -> tuple[float, np.ndarray] | None:
         """``(U(theta), dU/dtheta)`` by the NumPy evaluator, or None to defer to the reference."""

@@ -95,7 +95,7 @@ def test_a_model_without_statistics_gets_the_traced_potential():
                                rationality_prior=beta)
     data = model.prepare_data(world.sample_demonstrations(20, seed=1))
     potential = model_potential(model, data)
-    assert isinstance(potential, TracedPotential) and potential.deterministic
+    assert isinstance(potential, TracedPotential) and potential.deterministic and potential.exact
     # two sites, beta > 0 through exp: z holds log beta, and the Jacobian is in U
     assert potential.layout.names == ["weights", "rationality"] and potential.layout.size == 5
     values = potential.layout.constrain(torch.zeros(2, 5, dtype=torch.float64))
@@ -120,7 +120,8 @@ def test_an_estimated_potential_is_refused_by_the_exact_methods():
     model = DemonstrationModel(world.reward_model, normalizer)
     demos = world.sample_demonstrations(20, seed=1)
     potential = model_potential(model, model.prepare_data(demos))
-    assert isinstance(potential, TracedPotential) and not potential.deterministic
+    assert isinstance(potential, TracedPotential) and not potential.exact
+    assert not potential.deterministic
     for method in ("laplace", "nuts", "hmc"):
         with pytest.raises(ValueError, match="deterministic log density"):
             fit(model, demos, method=method, progress_bar=False)
@@ -128,4 +129,5 @@ def test_an_estimated_potential_is_refused_by_the_exact_methods():
     fixed = DemonstrationModel(world.reward_model,
                                ImportanceNormalizer(PolicyProposal(world.mdp), num_samples=200,
                                                     seed=0))
-    assert model_potential(fixed, fixed.prepare_data(demos)).deterministic
+    banked = model_potential(fixed, fixed.prepare_data(demos))
+    assert banked.deterministic and not banked.exact

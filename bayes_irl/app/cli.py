@@ -186,7 +186,7 @@ def _fit(args) -> int:
     import matplotlib.pyplot as plt
     import torch
 
-    # ArviZ switches to its Numba kernels whenever Numba is installed (the `fast` extra):
+    # ArviZ switches to its Numba kernels whenever Numba is installed (a dependency here):
     # loading them costs ~0.35 s per process and compiling them ~4 s on a fresh install,
     # where NumPy takes 0.05 s on the few thousand draws of a fit
     az.Numba.disable_numba()

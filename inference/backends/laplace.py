@@ -166,7 +166,7 @@ def find_laplace(
     if init is None:
         init = torch.zeros(potential.layout.size, dtype=dtype)
         if not np.isfinite(potential.value_and_grad(init.double().numpy())[0]):
-            init = getattr(potential, "start", init)
+            init = potential.start
     evaluations = 0
     evaluate = potential.value_and_grad
 
