@@ -108,7 +108,8 @@ def bench_overhead(quick: bool) -> list[dict]:
 def bench_nuts(quick: bool) -> list[dict]:
     import arviz as az
 
-    from bayes_irl.inference import ExactNormalizer, run_mcmc
+    from bayes_irl.inference import ExactNormalizer
+    from bayes_irl.inference.backends import run_mcmc
     from bayes_irl.models import DemonstrationModel
 
     world = make_world(10)

@@ -10,15 +10,9 @@ from bayes_irl.inference.active import (
     expected_information_gain,
     run_active_learning,
 )
-from bayes_irl.inference.backends import BACKENDS, run_importance, run_mcmc, run_svi
-from bayes_irl.inference.backends.svi import SVIResult
-from bayes_irl.inference.diagnostics import (
-    ImportanceDiagnostics,
-    ImportanceWarning,
-    effective_sample_size,
-    importance_diagnostics,
-)
-from bayes_irl.inference.fit import fit, register_backend
+from bayes_irl.inference.backends import BACKENDS, run_svi
+from bayes_irl.inference.diagnostics import ImportanceWarning
+from bayes_irl.inference.fit import fit
 from bayes_irl.inference.guide_policy_training import GuidePolicyTrainer
 from bayes_irl.inference.normalizers import (
     ExactNormalizer,
@@ -37,24 +31,17 @@ __all__ = [
     "ActivePreferenceLearner",
     "ExactNormalizer",
     "GuidePolicyTrainer",
-    "ImportanceDiagnostics",
     "ImportanceNormalizer",
     "ImportanceWarning",
     "PolicyProposal",
     "Posterior",
     "SMCNormalizer",
-    "SVIResult",
     "SimulatorProposal",
     "TwistedProposal",
-    "effective_sample_size",
     "expected_information_gain",
     "fit",
-    "importance_diagnostics",
     "neural_spline_guide",
     "pointwise_log_likelihood",
-    "register_backend",
     "run_active_learning",
-    "run_importance",
-    "run_mcmc",
     "run_svi",
 ]

@@ -10,7 +10,7 @@ from bayes_irl.models.choice import TIE, BradleyTerry, PlackettLuce
 from bayes_irl.models.combined import CombinedModel
 from bayes_irl.models.demonstrations import DemonstrationModel
 from bayes_irl.models.maxent import MaxEntTrajectory, TrajectoryConstraint
-from bayes_irl.models.potential import TorchPotential, TracedPotential, model_potential
+from bayes_irl.models.potential import TracedPotential, model_potential
 from bayes_irl.models.preference_data import (
     PairwiseComparisons,
     PreparedPreferences,
@@ -23,7 +23,6 @@ from bayes_irl.models.preference_io import (
 )
 from bayes_irl.models.preference_simulation import simulate_comparisons, simulate_rankings
 from bayes_irl.models.preferences import PreferenceModel
-from bayes_irl.models.statistics_potential import StatisticsPotential
 from bayes_irl.models.teachers import BPrefTeacher
 
 __all__ = [
@@ -38,8 +37,6 @@ __all__ = [
     "PreferenceModel",
     "PreparedPreferences",
     "Rankings",
-    "StatisticsPotential",
-    "TorchPotential",
     "TracedPotential",
     "TrajectoryConstraint",
     "load_preferences",

@@ -25,8 +25,8 @@ from bayes_irl.inference import (
     fit,
     neural_spline_guide,
     pointwise_log_likelihood,
-    run_importance,
 )
+from bayes_irl.inference.backends import run_importance
 from bayes_irl.inference.convergence import ConvergenceWarning
 from bayes_irl.models import DemonstrationModel
 from tests.helpers import exact_posterior_moments

@@ -18,14 +18,9 @@ import torch
 
 from bayes_irl import GridWorld
 from bayes_irl.inference import ExactNormalizer
-from bayes_irl.models import (
-    DemonstrationModel,
-    PreferenceModel,
-    StatisticsPotential,
-    TracedPotential,
-    model_potential,
-)
+from bayes_irl.models import DemonstrationModel, PreferenceModel, TracedPotential, model_potential
 from bayes_irl.models.preference_simulation import simulate_comparisons
+from bayes_irl.models.statistics_potential import StatisticsPotential
 from bayes_irl.protocols import Potential
 
 

@@ -2,7 +2,7 @@
 
 :data:`BACKENDS` is the explicit registry behind ``fit(model, data, method=NAME)``; a new
 back-end is one module here and one line in this dictionary (or, from user code,
-:func:`bayes_irl.inference.register_backend`).
+:func:`bayes_irl.inference.fit.register_backend`).
 """
 
 from __future__ import annotations

@@ -195,7 +195,7 @@ class SMCNormalizer(TrajectoryBankNormalizer):
         num_resamples: intermediate resampling steps in the last sweep.
         ess_history: ESS before each resampling decision and at the end (T floats).
         conditional_ess_history: conditional ESS of every step (T floats).
-        sweep_diagnostics: :class:`~bayes_irl.inference.ImportanceDiagnostics` of the
+        sweep_diagnostics: :class:`~bayes_irl.inference.diagnostics.ImportanceDiagnostics` of the
             sweep at the reference reward: ESS 1 / (V + 1/K) from the Lee-Whiteley
             variance V, the worst PSIS k-hat, log Z_hat and its standard error sqrt(V).
         num_eves: distinct time-0 ancestors of the final particles.
