@@ -1,11 +1,12 @@
 """Do the convergence guards fire on fits that would otherwise be silently wrong?
 
 Each case is fitted with the stated change and the ConvergenceReport verdict is printed.
-The samplers are the ones the recorded table ran: Pyro's SVI loop (``init="prior"``, the
-guide's own start, or ``svi_backend="pyro"`` from the Laplace fit) and Pyro's NUTS from a
-uniform start (``init="uniform"``), not the NumPy SVI loop and the Laplace-started NUTS
-of the library's defaults. Run: ``nice python benchmarks/guard_checks.py [CASE ...]``
-(results: ``benchmarks/guard_results.md``).
+The samplers: Pyro's SVI loop (``init="prior"``, the guide's own start, or
+``svi_backend="pyro"`` from the Laplace fit) and NUTS from a uniform start
+(``init="uniform"``; the recorded table ran Pyro's NUTS there, which the former version
+used), not the Gaussian-VI loop and the Laplace-started NUTS of the library's defaults.
+Run: ``nice python benchmarks/guard_checks.py [CASE ...]`` (results:
+``benchmarks/guard_results.md``).
 """
 
 import sys

@@ -9,10 +9,9 @@ then a rename, so a kill during the write leaves the previous checkpoint)::
   :mod:`~bayes_irl.inference.backends.parallel_chains`: ``states`` are the kernel states,
   one per chain; ``progress`` the draws so far and the schedule), ``"gaussian_vi"``
   (:mod:`~bayes_irl.inference.backends.gaussian_vi`: ``states`` is its state),
-  ``"pyro_svi"`` (Pyro's SVI loop: ``states`` are the param store, the optimiser state
-  and the RNG states of ``random``, numpy and torch; ``progress`` the step and losses) and
-  ``"pyro_mcmc"`` (the model-tracing MCMC path: ``states`` maps each finished chain to its
-  draws, statistics and adaptation);
+  and ``"pyro_svi"`` (Pyro's SVI loop: ``states`` are the param store, the optimiser
+  state and the RNG states of ``random``, numpy and torch; ``progress`` the step and
+  losses);
 * ``key``: every setting that must match to continue (seed, lengths, the Laplace start,
   ...).
 
@@ -22,17 +21,16 @@ progress come back when resuming), then :meth:`Checkpoint.step_done` after each 
 ``with checkpoint:`` block) it saves at the next safe point and raises
 :class:`FitInterrupted`. A resumed run continues bit-identically.
 
-Tested in tests/test_checkpoint_resume.py (the chains, the model-tracing path, Pyro's SVI
-loop, the command line) and tests/test_gaussian_vi.py (Gaussian VI): each resume test counts
-the steps (or warm-up steps and draws) the resumed run takes, which must be only the
-remaining ones, and resumes a copy of the checkpoint with one thing changed (the RNG
-state, the step sizes, saved draws), which must change the result after the saved part.
+Tested in tests/test_checkpoint_resume.py (the chains from the Laplace and the uniform
+start, Pyro's SVI loop, the command line) and tests/test_gaussian_vi.py (Gaussian VI):
+each resume test counts the steps (or warm-up steps and draws) the resumed run takes,
+which must be only the remaining ones, and resumes a copy of the checkpoint with one thing
+changed (the RNG state, the step sizes, saved draws), which must change the result after
+the saved part.
 
 Not covered: a per-step ``callback`` with state of its own (e.g. guide-policy training,
 whose trainer and trajectory bank are not saved); Pyro's SVI loop refuses to resume when a
-callback is used. The model-tracing MCMC path saves finished chains only: a chain cut off
-midway is rerun from its start (Pyro 1.9's ``MCMC`` runner has no API to continue one);
-every chain is seeded by ``seed + chain``, so that resumed run is bit-identical too.
+callback is used.
 """
 
 from __future__ import annotations

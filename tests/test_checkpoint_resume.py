@@ -34,7 +34,6 @@ from bayes_irl.app.fit_checks import COMPLETE_MARKER
 from bayes_irl.inference import ExactNormalizer, fit
 from bayes_irl.inference.backends import adaptation, hmc_kernel, nuts_kernel
 from bayes_irl.inference.checkpoint import FitInterrupted, MCMCCheckpoint, SVICheckpoint
-from bayes_irl.inference.pyro_sampler_stats import SamplerStatsRecorder
 from bayes_irl.models import DemonstrationModel
 from tests.helpers import wait_for_file
 
@@ -49,16 +48,15 @@ def tiny():
 class _TransitionLog:
     """Spies on the samplers: the warm-up steps and draws actually run, summed over chains.
 
-    The fast path's kernels take a warm-up step as ``step`` then ``adaptation.update`` and
-    a draw as ``step`` alone; Pyro's kernels (model-tracing path) call the stats
-    recorder's hook after every transition with its stage. The spies append to a
-    file: chains in worker processes (fork) inherit them, not this process's memory.
+    The kernels take a warm-up step as ``step`` then ``adaptation.update`` and a draw as
+    ``step`` alone. The spies append to a file: chains in worker processes (fork) inherit
+    them, not this process's memory.
     """
 
     def __init__(self, monkeypatch, path) -> None:
         self.path = path
         steps = {kernel: kernel.step for kernel in (nuts_kernel, hmc_kernel)}
-        update, hook = adaptation.update, SamplerStatsRecorder.hook
+        update = adaptation.update
 
         def note(event: str) -> None:
             with open(path, "a") as file:
@@ -74,21 +72,16 @@ class _TransitionLog:
             note("kernel_adapt")
             return update(state, acceptance_rate)
 
-        def counting_hook(self, kernel, samples, stage, i):
-            note("pyro_warmup" if stage == "Warmup" else "pyro_draw")
-            return hook(self, kernel, samples, stage, i)
-
         for kernel in steps:
             monkeypatch.setattr(kernel, "step", counting_step(kernel))
         monkeypatch.setattr(adaptation, "update", counting_update)
-        monkeypatch.setattr(SamplerStatsRecorder, "hook", counting_hook)
 
     def take(self) -> dict:
         """The counts since the last call: ``{"warmup": steps, "draws": draws}``."""
         events = Counter(self.path.read_text().split()) if self.path.exists() else Counter()
         self.path.unlink(missing_ok=True)
-        return {"warmup": events["kernel_adapt"] + events["pyro_warmup"],
-                "draws": events["kernel_step"] - events["kernel_adapt"] + events["pyro_draw"]}
+        return {"warmup": events["kernel_adapt"],
+                "draws": events["kernel_step"] - events["kernel_adapt"]}
 
 
 def _saved_draws(path) -> int:
@@ -267,41 +260,19 @@ def test_cli_nuts_sigterm_then_resume_is_bit_identical(tmp_path, monkeypatch):
     assert not np.array_equal(mine[:, saved:], theirs[:, saved:])
 
 
-# ------------------------------------------------------------ the model-tracing path
-class _StopAfterChain(MCMCCheckpoint):
-    """Stops the run once chain 0 is saved, as a Ctrl-C during chain 1 would."""
-
-    def save(self, states, progress) -> None:
-        super().save(states, progress)
-        raise KeyboardInterrupt
-
-
-def test_tracing_path_resume_reruns_only_the_unfinished_chain(tiny, tmp_path, monkeypatch):
-    """``init="uniform"``: Pyro's MCMC runner, one chain after another; a resumed run
-    reuses each finished chain and reruns the others from their start (seed + chain)."""
+# ------------------------------------------------------------ the uniform start
+def test_uniform_start_runs_the_same_kernels_and_resumes_bit_identically(tiny, tmp_path,
+                                                                          monkeypatch):
+    """``init="uniform"``: the library's NUTS from z ~ U(-2, 2) (identity mass matrix,
+    adapted in the warm-up), through the same driver and checkpoint as the default."""
     model, demos = tiny
-    options = dict(method="nuts", init="uniform", num_samples=10, warmup_steps=10, seed=3,
-                   progress_bar=False, check=False)
-    log = _TransitionLog(monkeypatch, tmp_path / "transitions.log")
-    uninterrupted = fit(model, demos, **options)
-    assert log.take() == {"warmup": 2 * 10, "draws": 2 * 10}
-    path, tampered = tmp_path / "t.pt", tmp_path / "u.pt"
-    with pytest.raises(KeyboardInterrupt):
-        fit(model, demos, checkpoint=_StopAfterChain(path), **options)
-    payload = torch.load(path, weights_only=False)  # a copy with chain 0's draws moved by 1
-    payload["states"][0]["draws"]["weights"] = payload["states"][0]["draws"]["weights"] + 1
-    torch.save(payload, tampered)
-    log.take()
-    resumed = fit(model, demos, checkpoint=MCMCCheckpoint(path, resume=True), **options)
-    assert log.take() == {"warmup": 10, "draws": 10}  # chain 1 only
-    assert torch.equal(resumed.samples["weights"], uninterrupted.samples["weights"])
-    for name, values in uninterrupted.sample_stats.items():
-        np.testing.assert_array_equal(resumed.sample_stats[name], values, err_msg=name)
-    # chain 0 is the file's: from the altered copy, its draws come back moved by 1
-    other = fit(model, demos, checkpoint=MCMCCheckpoint(tampered, resume=True), **options)
-    theirs = uninterrupted.samples["weights"]
-    assert torch.equal(other.samples["weights"][0], theirs[0] + 1)
-    assert torch.equal(other.samples["weights"][1], theirs[1])
+    uninterrupted, resumed, other, counts, saved = _interrupt_and_resume(
+        model, demos, tmp_path, monkeypatch, kill_after=2, num_samples=20, parallel=False,
+        init="uniform")
+    assert uninterrupted.attrs["init"] == "uniform"
+    assert uninterrupted.attrs["sampler"] == "numpy_nuts"
+    assert saved == 10
+    _assert_resumed_from(saved, uninterrupted, resumed, other, counts, warmup_steps=20)
 
 
 # ------------------------------------------------------------ Pyro's SVI loop

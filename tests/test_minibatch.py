@@ -73,7 +73,8 @@ def _log_joint(model, data, theta):
 def test_sufficient_statistics_potential_matches_model():
     import pytest
 
-    from bayes_irl.inference.backends.mcmc import run_mcmc, sufficient_statistics_potential
+    from bayes_irl.inference.backends.laplace import sufficient_statistics_potential
+    from bayes_irl.inference.backends.mcmc import run_mcmc
 
     world = GridWorld.create(size=3, horizon=4, seed=0)
     model = DemonstrationModel(world.reward_model, ExactNormalizer(world.mdp))

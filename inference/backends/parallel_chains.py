@@ -138,8 +138,11 @@ class _Chain:
             return
         seed = job["seed"] + chain
         loc, cov = job["loc"].numpy(), job["cov"].numpy()
-        start = loc + np.linalg.cholesky(cov) @ np.random.default_rng(seed).standard_normal(
-            loc.shape[0])
+        if job.get("start", "laplace") == "uniform":  # z ~ U(-2, 2), as Pyro's init_to_uniform
+            start = np.random.default_rng(seed).uniform(-2.0, 2.0, loc.shape[0])
+        else:  # a draw from the Laplace fit N(loc, cov)
+            start = loc + np.linalg.cholesky(cov) @ np.random.default_rng(seed).standard_normal(
+                loc.shape[0])
         state = self.kernel.init(
             self.potential, start, np.random.default_rng(seed).bit_generator.state, loc=loc,
             inverse_mass_matrix=cov, step_size=job["step_size"], **options(job))
