@@ -402,7 +402,9 @@ def _elbo_stationarity_check(posterior) -> ConvergenceCheck | None:
         return None
     if posterior.model is None or posterior.data is None:
         return None  # e.g. reloaded without model and data
-    potential = model_potential(posterior.model, posterior.data)
+    # the fit's own potential where the back-end kept it, else the model's
+    potential = posterior.extra.get("potential") or model_potential(posterior.model,
+                                                                     posterior.data)
     layout = potential.layout
     # an estimated normaliser's bank is not the posterior the guide was fitted to
     if not potential.exact or not set(layout.names) <= set(posterior.samples):

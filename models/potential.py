@@ -46,16 +46,17 @@ class TorchPotential:
         function: ``z (D,) -> U`` (a 0-dim tensor), differentiable twice by autograd.
         layout: the parameter layout of z.
         kind: a short name of the evaluator.
+        exact: False where ``function`` uses an estimate (an importance bank).
     """
 
     deterministic = True
-    exact = True
 
     def __init__(self, function: Callable[[Tensor], Tensor], layout: ParameterLayout,
-                 *, kind: str = "torch") -> None:
+                 *, kind: str = "torch", exact: bool = True) -> None:
         self._function = function
         self.layout = layout
         self.kind = kind
+        self.exact = exact
         self.start = torch.zeros(layout.size, dtype=layout.dtype)
 
     def torch(self, z: Tensor) -> Tensor:
@@ -82,11 +83,6 @@ class TorchPotential:
         point = torch.as_tensor(np.asarray(z, dtype=np.float64)).to(self.layout.dtype)
         hessian = torch.autograd.functional.hessian(self._function, point)
         return hessian.detach().cpu().double().numpy()
-
-    def __call__(self, params: dict[str, Tensor]) -> Tensor:
-        """``U`` of unconstrained site values (name -> tensor), as Pyro's ``potential_fn``."""
-        parts = [params[site.name].reshape(-1) for site in self.layout.sites]
-        return self.torch(torch.cat(parts))
 
 
 class TracedPotential(TorchPotential):

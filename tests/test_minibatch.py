@@ -73,7 +73,6 @@ def _log_joint(model, data, theta):
 def test_sufficient_statistics_potential_matches_model():
     import pytest
 
-    from bayes_irl.inference.backends.laplace import sufficient_statistics_potential
     from bayes_irl.inference.backends.mcmc import run_mcmc
 
     world = GridWorld.create(size=3, horizon=4, seed=0)
@@ -88,8 +87,9 @@ def test_sufficient_statistics_potential_matches_model():
     # full-length, conditioned on s_0, and an early-ending demonstration: the fast
     # potential equals the traced negative log joint up to a theta-free constant
     for case_model, case_data in ((model, data), (contexts, data), (model, truncated)):
-        potential, site, dim = sufficient_statistics_potential(case_model, case_data)
-        assert site == "weights" and dim == 4
+        potential = case_model.sufficient_statistics_potential(case_data)
+        site = potential.site
+        assert site == "weights" and potential.layout.size == 4
         thetas = [torch.randn(4, generator=gen, dtype=torch.float64, requires_grad=True)
                   for _ in range(2)]
         u = [potential({site: t}) for t in thetas]
@@ -103,6 +103,6 @@ def test_sufficient_statistics_potential_matches_model():
                                   rationality_prior=dist.Gamma(
                                       torch.tensor(2.0, dtype=torch.float64),
                                       torch.tensor(2.0, dtype=torch.float64)))
-    assert sufficient_statistics_potential(rational, data) is None
+    assert rational.sufficient_statistics_potential(data) is None
     with pytest.raises(ValueError, match="sufficient_statistics=True needs"):
         run_mcmc(rational, data, sufficient_statistics=True, num_samples=1, warmup_steps=0)

@@ -178,8 +178,8 @@ class _BankPotential:
                 break
         return theta, self.hessian(theta)
 
-    def torch_potential(self, site: str):
-        """The same U as a torch function of ``{site: theta}`` on the current bank."""
+    def torch_potential(self):
+        """The same U as a torch function of theta (..., D) on the current bank."""
         phi = torch.from_numpy(self.phi.copy())
         offsets = torch.from_numpy(self.offsets.copy())
         stats = torch.from_numpy(self.stats.copy())
@@ -187,8 +187,8 @@ class _BankPotential:
         scale = torch.from_numpy(self.prior_scale.copy())
         count, num = self.count, len(self.offsets)
 
-        def potential(params: dict[str, torch.Tensor]) -> torch.Tensor:
-            theta = params[site].to(torch.float64)
+        def potential(theta: torch.Tensor) -> torch.Tensor:
+            theta = theta.to(torch.float64)
             log_z = torch.logsumexp(theta @ phi.T + offsets, -1) - math.log(num)
             z = (theta - loc) / scale
             return 0.5 * (z * z).sum(-1) - theta @ stats + count * log_z
@@ -204,7 +204,7 @@ class ImportanceSVIFit:
         fitted: the Gaussian VI loop's result (guide mean, Cholesky factor, losses, ...).
         start_loc: the start's mode, shape (D,).
         start_covariance: the start's inverse Hessian, shape (D, D).
-        potential: ``U({site: theta})`` in torch on the final bank (for the Pyro guide).
+        potential: ``theta -> U`` in torch on the final bank (for the Pyro guide).
         diagnostics: ``khat`` and ``ess`` per window (lists), ``mode_shift`` (median
             sqrt(n / ESS) over the averaged tail), ``khat_median`` (the tail's median
             k-hat), ``num_banks``, ``bank_size`` and ``start_rounds``.
@@ -359,7 +359,7 @@ def fit_importance_guide(
             f"beforehand (GuidePolicyTrainer.train)", ImportanceWarning, stacklevel=5)
     return ImportanceSVIFit(
         fitted=fitted, start_loc=mode, start_covariance=covariance,
-        potential=potential.torch_potential(reward.site_name),
+        potential=potential.torch_potential(),
         diagnostics={"khat": khat, "ess": ess, "khat_median": khat_median,
                      "mode_shift": mode_shift, "num_banks": int(fitted.losses.shape[0]) + 1,
                      "bank_size": bank_size, "start_rounds": used_rounds},

@@ -1,13 +1,13 @@
-r"""The MAP and the Laplace approximation on a cheap potential: the first stage of every fit.
+r"""The MAP and the Laplace approximation on a model's potential: the first stage of every fit.
 
-For a model that offers a potential energy U(theta) = -log p(theta, data) + const whose
-cost does not grow with the number of observations
-(:class:`bayes_irl.protocols.SufficientStatistics`), the MAP is found by L-BFGS
-(SciPy's L-BFGS-B) on U, then polished by Newton steps on the exact Hessian H of U
-(D x D, D small: double back-propagation through the recursion, or central differences
-of the exact gradient), and the Laplace covariance is the inverse Hessian at the MAP:
+On the model's :class:`~bayes_irl.protocols.Potential` U(z) = -log p(theta(z), data) + const
+(:func:`bayes_irl.models.model_potential`: the exact fast one, or the one traced from the
+Pyro program), the MAP is found by L-BFGS (SciPy's L-BFGS-B), then polished by Newton
+steps on the Hessian H of U (``Potential.hessian``: central differences of the exact
+gradient for the fast potentials, double back-propagation for the traced one; D x D, D
+small), and the Laplace covariance is the inverse Hessian at the MAP:
 
-    theta_MAP = argmin U(theta),        Sigma = [nabla^2 U(theta_MAP)]^{-1}.
+    z_MAP = argmin U(z),        Sigma = [nabla^2 U(z_MAP)]^{-1}.
 
 Convergence is judged on the scale of the posterior, not of the gradient: the Newton
 decrement
@@ -23,9 +23,10 @@ summation order (BLAS, threads, the compiled kernel), so a tolerance set near it
 on one machine and fails on another. The decrement's own rounding floor is
 ~eps · (sum of |terms| of the gradient) · sd, many orders below 1e-3.
 
-The result starts every default fit: ``method="laplace"`` returns N(theta_MAP, Sigma);
-SVI initialises its guide there; NUTS/HMC start at the MAP with Sigma as the inverse mass
-matrix. No Pyro tracing happens per evaluation.
+The result starts every default fit: ``method="laplace"`` returns N(z_MAP, Sigma)
+(constrained through the potential's layout); SVI initialises its guide there; NUTS/HMC
+start at the MAP with Sigma as the inverse mass matrix. A fast potential needs no Pyro
+tracing per evaluation; the traced one runs the program once per evaluation.
 """
 
 from __future__ import annotations
@@ -41,7 +42,7 @@ import torch
 
 from bayes_irl.models.potential import model_potential
 from bayes_irl.parameter_layout import ParameterLayout
-from bayes_irl.protocols import Potential, SufficientStatistics
+from bayes_irl.protocols import Potential
 
 __all__ = [
     "NEWTON_TOLERANCE",
@@ -52,7 +53,6 @@ __all__ = [
     "model_laplace",
     "newton_polish",
     "positive_definite_cholesky",
-    "sufficient_statistics_potential",
 ]
 
 NEWTON_TOLERANCE = 1e-3
@@ -60,32 +60,6 @@ NEWTON_TOLERANCE = 1e-3
 
 _POLISH = 1e-3
 """The Newton polish aims at ``_POLISH * newton_tol`` (convergence is judged at newton_tol)."""
-
-
-def sufficient_statistics_potential(model, data):
-    """Return ``(potential_fn, site_name, num_params)``, or None where it does not apply.
-
-    The model's exact fast potential (:class:`bayes_irl.protocols.SufficientStatistics`)
-    for models with one latent site; None for a model without one, or whose method
-    returns None. Every other method asks :func:`bayes_irl.models.model_potential`, which
-    falls back to the generic traced potential; this is for the ``sufficient_statistics``
-    option of Pyro's kernels.
-
-    Args:
-        model: the model.
-        data: its prepared data.
-
-    Returns:
-        ``potential_fn({site_name: theta (D,)}) -> scalar`` equal to the negative log joint
-        density up to a constant, the latent site's name, and D; or None.
-    """
-    if not isinstance(model, SufficientStatistics) or len(model.latent_dims) != 1:
-        return None
-    potential = model.sufficient_statistics_potential(data)
-    if potential is None:
-        return None
-    ((site, (_, names)),) = model.latent_dims.items()
-    return potential, site, len(names)
 
 
 @dataclass

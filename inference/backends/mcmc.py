@@ -164,7 +164,7 @@ def run_mcmc(
         laplace, no_start = laplace_start(model, data, potential=potential)
     nuts = kernel == "nuts"
     if laplace is not None:
-        return _run_fast(
+        return _sample_chains(
             model, data, laplace, kernel=kernel, num_samples=num_samples,
             warmup_steps=300 if warmup_steps is None else warmup_steps,
             num_chains=num_chains,
@@ -182,7 +182,7 @@ def run_mcmc(
                        covariance=torch.eye(size, dtype=dtype), potential=potential,
                        grad_norm=math.nan, newton_decrement=math.nan, num_evaluations=0,
                        num_newton_steps=0, converged=False, wall_time=0.0)
-    return _run_fast(
+    return _sample_chains(
         model, data, start, kernel=kernel,
         num_samples=1000 if num_samples is None else num_samples,
         warmup_steps=500 if warmup_steps is None else warmup_steps,
@@ -196,7 +196,7 @@ def run_mcmc(
     )
 
 
-def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_chains,
+def _sample_chains(model, data, laplace, *, kernel, num_samples, warmup_steps, num_chains,
               max_tree_depth, target_accept_prob, trajectory_length, seed, adapt_mass_matrix,
               target_ess, max_samples, parallel, checkpoint=None, start: str = "laplace",
               no_start: str = "") -> Posterior:
@@ -250,7 +250,8 @@ def _run_fast(model, data, laplace, *, kernel, num_samples, warmup_steps, num_ch
             "num_chains": num_chains,
             "num_samples": draws,
             "warmup_steps": warmup_steps,
-            "max_tree_depth": max_tree_depth,
+            # NUTS records its tree-depth cap (the convergence check reads it); HMC has none
+            **({"max_tree_depth": max_tree_depth} if kernel == "nuts" else {}),
             "full_mass": 1,
             "adapt_mass_matrix": int(adapt),
             "target_accept_prob": target_accept_prob,
@@ -281,7 +282,4 @@ def run_nuts(model, data, **options) -> Posterior:
 
 def run_hmc(model, data, **options) -> Posterior:
     """Fixed-trajectory-length HMC: :func:`run_mcmc` with ``kernel="hmc"``."""
-    posterior = run_mcmc(model, data, kernel="hmc", **options)
-    # fixed-length trajectories have no tree-depth cap: nothing for the tree-depth check
-    posterior.attrs.pop("max_tree_depth", None)
-    return posterior
+    return run_mcmc(model, data, kernel="hmc", **options)

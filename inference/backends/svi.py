@@ -435,7 +435,7 @@ def _gaussian_posterior(model, data, cls, layout: ParameterLayout, potential: Po
         guide_fn(data)
     # draws from N(mu, L L^T) directly (the guide's MultivariateNormal would import SymPy)
     noise = torch.randn(num_samples, loc.shape[0], dtype=loc.dtype)
-    return guide_posterior(
+    posterior = guide_posterior(
         model, data, guide_fn, losses=fitted.losses, num_samples=num_samples,
         draws=result.constrain(loc + noise @ chol.T),
         attrs={
@@ -448,6 +448,9 @@ def _gaussian_posterior(model, data, cls, layout: ParameterLayout, potential: Po
             **attrs,
         },
     )
+    # the potential the guide was fitted on: the convergence checks use it, not a rebuild
+    posterior.extra["potential"] = potential
+    return posterior
 
 
 def _run_importance_svi(model, data, guide, *, num_steps: int, learning_rate: float,
@@ -469,8 +472,8 @@ def _run_importance_svi(model, data, guide, *, num_steps: int, learning_rate: fl
     diag = found.diagnostics
     site = model.reward_model.site_name
     layout = ParameterLayout.real_vector(site, found.fitted.loc.shape[0])
-    bank_potential = TorchPotential(lambda theta: found.potential({site: theta}), layout,
-                                    kind="importance_bank")
+    bank_potential = TorchPotential(found.potential, layout, kind="importance_bank",
+                                    exact=False)
     return _gaussian_posterior(
         model, data, cls, layout, bank_potential, found.fitted, num_samples=num_samples,
         attrs={
